@@ -1,0 +1,27 @@
+# `make test` and `make demo` set everything up on a fresh machine (Python 3.11, pip).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.netspec-installed
+
+.PHONY: test demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/netspec check specs/lenet.yaml
+	$(VENV)/bin/netspec check specs/imagenet/resnet50.yaml
+	$(VENV)/bin/netspec check specs/lenet.yaml --input 1xHxW
+
+bench: $(STAMP)
+	$(PY) benchmarks/check_vs_torchinfo.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache build *.egg-info

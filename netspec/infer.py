@@ -1,0 +1,171 @@
+"""Static shape inference: walk the node tree, run each layer's shape rule, keep a row each.
+
+Shape rules raise plain `ShapeError`s; this walker is the one place that attaches the
+location (`file:line:col` and the expansion path), as ONNX shape inference does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from netspec import symbolic as sym
+from netspec.constraints import summarize
+from netspec.errors import Diagnostic, ShapeError, SpecError
+from netspec.graph import LayerNode, Node, Origin, ParallelNode, ResidualNode, SeqNode
+from netspec.layers import REGISTRY
+from netspec.layers.base import InferContext, LayerInfo, Shape, shape_text
+from netspec.report import Report, Row
+from netspec.spec import INPUT_NAME, Spec
+
+
+@dataclass
+class Inferred:
+    """A node with its shapes resolved; the compiler builds modules from this tree."""
+
+    node: Node
+    inputs: list[Shape]
+    output: Shape
+    trainable: bool
+    children: list["Inferred"] = field(default_factory=list)  # seq items / residual body / parallel paths
+    sources: list[int] = field(default_factory=list)  # in a seq: earlier item indices, -1 = the seq input
+    shortcut: "Inferred | None" = None  # residual: None means identity
+    merge: Any = None  # parallel: the merge Layer instance
+
+
+def check(spec: Spec) -> Report:
+    """Infer every node's shape, params and MACs without torch; raise SpecError on the first failure."""
+    return Walker(spec).run()
+
+
+class Walker:
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.rows: list[Row] = []
+        self.ctx = InferContext()
+
+    def run(self) -> Report:
+        tree = self.seq(self.spec.root, [self.spec.input], depth=0, trainable=True)
+        report = self.report(tree.output)
+        report.tree = tree
+        try:
+            report.constraints = summarize(self.ctx.constraints, self.spec.symbols, self.rows)
+        except ShapeError as e:
+            origin = getattr(e, "origin", None)
+            raise self.failure(origin, "", e) from None
+        return report
+
+    def report(self, output: Shape | None) -> Report:
+        return Report(self.spec.name, self.spec.input, self.rows, output, symbols=list(self.spec.symbols))
+
+    def failure(self, origin: Origin | None, kind: str, error: ShapeError) -> SpecError:
+        where = f"{origin.path} {kind}".strip() if origin else kind
+        diagnostic = Diagnostic(origin.mark if origin else None, where, str(error), error.hint)
+        return SpecError([diagnostic], partial_report=self.report(None))
+
+    # -- nodes ------------------------------------------------------------------------------------
+    def node(self, node: Node, inputs: list[Shape], depth: int, trainable: bool) -> Inferred:
+        trainable = trainable and node.trainable
+        if isinstance(node, LayerNode):
+            return self.leaf(node, inputs, depth, trainable)
+        if isinstance(node, SeqNode):
+            return self.group(node, inputs, depth, trainable, lambda d: self.seq(node, inputs, d, trainable))
+        if isinstance(node, ResidualNode):
+            return self.group(node, inputs, depth, trainable, lambda d: self.residual(node, inputs, d, trainable))
+        if isinstance(node, ParallelNode):
+            return self.group(node, inputs, depth, trainable, lambda d: self.parallel(node, inputs, d, trainable))
+        raise TypeError(f"unknown node {node!r}")
+
+    def leaf(self, node: LayerNode, inputs: list[Shape], depth: int, trainable: bool) -> Inferred:
+        self.ctx.origin = node.origin
+        try:
+            info: LayerInfo = node.layer.infer(inputs, self.ctx)
+        except ShapeError as e:
+            raise self.failure(node.origin, node.kind, e) from None
+        self.rows.append(Row(len(self.rows), depth, node.kind, node.layer.label(), node.origin, inputs,
+                             info.shape, info.formula, info.params, info.params if trainable else 0,
+                             info.buffers, info.macs))
+        return Inferred(node, inputs, info.shape, trainable)
+
+    def group(self, node: Node, inputs: list[Shape], depth: int, trainable: bool, body) -> Inferred:
+        """A container row (block, residual, parallel) whose totals sum its children."""
+        row = Row(len(self.rows), depth, node.kind, node.kind, node.origin, inputs, leaf=False)
+        self.rows.append(row)
+        first = len(self.rows)
+        inferred = body(depth + 1)
+        children = [r for r in self.rows[first:] if r.leaf]
+        row.output = inferred.output
+        for attr in ("params", "trainable_params", "buffers", "macs"):
+            setattr(row, attr, sym.total(getattr(r, attr) for r in children))
+        row.formula = f"{len(children)} layers"
+        return inferred
+
+    def seq(self, seq: SeqNode, inputs: list[Shape], depth: int, trainable: bool) -> Inferred:
+        outputs: list[Shape] = []
+        names: dict[str, int] = {INPUT_NAME: -1}
+        result = Inferred(seq, inputs, inputs[0], trainable)
+        for i, child in enumerate(seq.nodes):
+            sources = [names[s] for s in child.sources] if child.sources else [i - 1]
+            child_inputs = [inputs[0] if s < 0 else outputs[s] for s in sources]
+            inferred = self.node(child, child_inputs, depth, trainable)
+            inferred.sources = sources
+            result.children.append(inferred)
+            outputs.append(inferred.output)
+            if child.name:
+                names[child.name] = i
+        if outputs:
+            result.output = outputs[-1]
+        return result
+
+    def residual(self, node: ResidualNode, inputs: list[Shape], depth: int, trainable: bool) -> Inferred:
+        body = self.seq(node.body, inputs, depth, trainable)
+        result = Inferred(node, inputs, body.output, trainable, children=[body])
+        shortcut = node.shortcut
+        if shortcut == "auto" and body.output != inputs[0]:
+            shortcut = self.projection(node, inputs[0], body.output)
+        if isinstance(shortcut, SeqNode):
+            result.shortcut = self.seq(shortcut, inputs, depth, trainable)
+        shortcut_shape = result.shortcut.output if result.shortcut else inputs[0]
+        self.ctx.origin = node.origin
+        if shortcut_shape != body.output and all(isinstance(d, int) for d in (*shortcut_shape, *body.output)):
+            hint = "use `shortcut: auto` to project the input" if node.shortcut == "identity" else None
+            raise self.failure(node.origin, "residual", ShapeError(
+                f"body gives {shape_text(body.output)} but the shortcut gives {shape_text(shortcut_shape)}", hint))
+        for axis, (a, b) in enumerate(zip(body.output, shortcut_shape)):
+            self.ctx.equal(a, b, f"residual body and shortcut differ along axis {axis}")
+        self.rows.append(Row(len(self.rows), depth, "add", "add (body + shortcut)", node.origin,
+                             [body.output, shortcut_shape], body.output,
+                             f"{shape_text(body.output)} + {shape_text(shortcut_shape)}"))
+        return result
+
+    def projection(self, node: ResidualNode, given: Shape, wanted: Shape) -> SeqNode:
+        """torchvision's downsample: conv1x1(stride = spatial ratio, bias=False) + BatchNorm."""
+        if len(given) != 3 or len(wanted) != 3:
+            raise self.failure(node.origin, "residual", ShapeError(
+                f"shortcut: auto projects C×H×W maps, body maps {shape_text(given)} to {shape_text(wanted)}",
+                "give an explicit `shortcut:` list"))
+        strides = [self.projection_stride(node, a, b) for a, b in zip(given[1:], wanted[1:])]
+        origin = node.origin.child("shortcut (auto)", node.origin.mark)
+        conv = REGISTRY["conv"](out=wanted[0], kernel=(1, 1), stride=tuple(strides), bias=False)
+        return SeqNode(origin, label="downsample",
+                       nodes=[LayerNode(origin, layer=conv), LayerNode(origin, layer=REGISTRY["bn"]())])
+
+    def projection_stride(self, node: ResidualNode, size, out) -> int:
+        for stride in range(1, 65):
+            if sym.add(sym.floordiv(sym.sub(size, 1), stride), 1) == out:
+                return stride
+        raise self.failure(node.origin, "residual", ShapeError(
+            f"shortcut: auto finds no 1×1 conv stride that maps size {sym.fmt(size)} to {sym.fmt(out)}",
+            "give an explicit `shortcut:` list"))
+
+    def parallel(self, node: ParallelNode, inputs: list[Shape], depth: int, trainable: bool) -> Inferred:
+        paths = [self.seq(p, inputs, depth, trainable) for p in node.paths]
+        merge = REGISTRY[node.merge]()
+        self.ctx.origin = node.origin
+        try:
+            info = merge.infer([p.output for p in paths], self.ctx)
+        except ShapeError as e:
+            raise self.failure(node.origin, f"parallel (merge: {node.merge})", e) from None
+        self.rows.append(Row(len(self.rows), depth, node.merge, f"{node.merge} (paths)", node.origin,
+                             [p.output for p in paths], info.shape, info.formula))
+        return Inferred(node, inputs, info.shape, trainable, children=paths, merge=merge)

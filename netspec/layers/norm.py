@@ -1,0 +1,93 @@
+"""Normalisation layers: `bn` (BatchNorm1d/2d by rank), `ln` (LayerNorm), `gn` (GroupNorm)."""
+
+from __future__ import annotations
+
+from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import confloat
+
+from netspec import symbolic as sym
+from netspec.errors import ShapeError
+from netspec.layers.base import InferContext, Layer, LayerInfo, Shape, register, shape_text
+
+
+@register
+class BatchNorm(Layer):
+    kind = "bn"
+    torch_equivalent = "torch.nn.BatchNorm1d / BatchNorm2d (by input rank)"
+    summary = "Batch normalisation over the channel axis (features for vectors)."
+    formula_doc = ("shape unchanged; params = 2·C (weight, bias) when affine; "
+                   "buffers = 2·C + 1 (running mean/var, num_batches_tracked)")
+    example = "- conv: {out: 8, kernel: 3}\n- bn"
+
+    eps: PositiveFloat = 1e-5
+    momentum: confloat(ge=0, le=1) = 0.1
+    affine: bool = True
+    track_running_stats: bool = True
+
+    def infer(self, inputs: list[Shape], ctx: InferContext) -> LayerInfo:
+        shape = inputs[0]
+        if len(shape) not in (1, 2, 3):
+            raise ShapeError(f"input has shape {shape_text(shape)}, bn needs C, C×L or C×H×W")
+        channels = shape[0]
+        params = 2 * channels if self.affine else 0
+        buffers = 2 * channels + 1 if self.track_running_stats else 0
+        return LayerInfo(shape, "same shape", params=params, buffers=buffers)
+
+    def build(self, inputs: list[Shape], output: Shape):
+        from torch import nn
+
+        cls = nn.BatchNorm2d if len(inputs[0]) == 3 else nn.BatchNorm1d
+        return cls(inputs[0][0], eps=self.eps, momentum=self.momentum, affine=self.affine,
+                   track_running_stats=self.track_running_stats)
+
+
+@register
+class LayerNorm(Layer):
+    kind = "ln"
+    torch_equivalent = "torch.nn.LayerNorm"
+    summary = "Layer normalisation over every non-batch axis (C×H×W or the feature vector)."
+    formula_doc = "shape unchanged; params = 2·numel(input) when elementwise_affine"
+    example = "- conv: {out: 8, kernel: 3}\n- ln"
+
+    eps: PositiveFloat = 1e-5
+    elementwise_affine: bool = True
+
+    def infer(self, inputs: list[Shape], ctx: InferContext) -> LayerInfo:
+        shape = inputs[0]
+        if any(not isinstance(d, int) for d in shape):
+            raise ShapeError(f"ln normalises over {shape_text(shape)}, which depends on the input size",
+                             "give a concrete input size (--input CxHxW)")
+        params = 2 * sym.product(shape) if self.elementwise_affine else 0
+        return LayerInfo(shape, "same shape", params=params)
+
+    def build(self, inputs: list[Shape], output: Shape):
+        from torch import nn
+
+        return nn.LayerNorm(list(inputs[0]), eps=self.eps, elementwise_affine=self.elementwise_affine)
+
+
+@register
+class GroupNorm(Layer):
+    kind = "gn"
+    primary = "groups"
+    torch_equivalent = "torch.nn.GroupNorm"
+    summary = "Group normalisation: channels split into `groups` normalised groups."
+    formula_doc = "shape unchanged; params = 2·C when affine; groups must divide C"
+    example = "- conv: {out: 8, kernel: 3}\n- gn: 4"
+
+    groups: PositiveInt = Field(description="number of channel groups")
+    eps: PositiveFloat = 1e-5
+    affine: bool = True
+
+    def infer(self, inputs: list[Shape], ctx: InferContext) -> LayerInfo:
+        shape = inputs[0]
+        if len(shape) < 2:
+            raise ShapeError(f"input has shape {shape_text(shape)}, gn needs C×H×W or C×L")
+        if shape[0] % self.groups:
+            raise ShapeError(f"groups={self.groups} does not divide the {shape[0]} channels")
+        return LayerInfo(shape, "same shape", params=2 * shape[0] if self.affine else 0)
+
+    def build(self, inputs: list[Shape], output: Shape):
+        from torch import nn
+
+        return nn.GroupNorm(self.groups, inputs[0][0], eps=self.eps, affine=self.affine)

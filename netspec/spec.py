@@ -1,0 +1,308 @@
+"""`netspec.load`: read a spec file, validate it and expand it into a node tree."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints
+from pydantic_core import PydanticCustomError
+from typing_extensions import Annotated
+
+from netspec.config import TrainConfig
+from netspec.errors import Diagnostic, Mark, SpecError, did_you_mean
+from netspec.expand import IDENTIFIER, NODE_KEYS, REQUIRED, Block, Expander, Identifier, Scope
+from netspec.exprs import SubstitutionError, substitute
+from netspec.graph import LayerNode, Node, Origin, ParallelNode, ResidualNode, SeqNode
+from netspec.layers import REGISTRY
+from netspec.layers.base import describe
+from netspec.macros import MACROS, LayerList
+from netspec.source import YMap, YSeq, key_mark_of, load_yaml_file, mark_of, parse_yaml
+from netspec.symbolic import Dim, Expr
+from netspec.validation import validate
+
+MAX_INCLUDE_DEPTH = 16
+INPUT_NAME = "input"
+
+
+def _input_dims(value):
+    if not isinstance(value, list) or len(value) not in (1, 2, 3):
+        raise PydanticCustomError("input", "expected [C, H, W] (or [features]), got {got}", {"got": describe(value)})
+    return value
+
+
+class BlockDef(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    params: dict[Identifier, Any] = Field(default_factory=dict, description="name: default, or `required`")
+    layers: LayerList = Field(description="the block's layers; `$param` / `${expr}` substitute parameters")
+    description: str = ""
+
+
+class SpecFile(BaseModel):
+    """The top level of a spec file."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$")] = Field(
+        description="the model's name (used for run directories and exported files)")
+    description: str = ""
+    input: Annotated[list, PlainValidator(_input_dims, json_schema_input_type=list[int | str])] = Field(
+        description="[C, H, W] without the batch; H and W may be names (symbolic sizes)")
+    layers: LayerList = Field(description="the network, in order")
+    blocks: dict[Identifier, BlockDef] = Field(default_factory=dict, description="user macros")
+    vars: dict[Identifier, Any] = Field(default_factory=dict, description="constants, overridable with --set")
+    include: list[str] = Field(default_factory=list, description="files whose `blocks:` are imported")
+    train: Optional[TrainConfig] = None
+    labels: Optional[list[str]] = Field(None, description="class names, in output order")
+
+
+@dataclass
+class Spec:
+    """A loaded, validated and expanded spec."""
+
+    name: str
+    input: tuple
+    root: SeqNode
+    path: Path | None
+    text: str
+    vars: dict[str, Any]
+    train: TrainConfig | None
+    labels: list[str] | None
+    input_mark: Mark | None = None
+    symbols: list[str] = field(default_factory=list)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def load(path: str | Path, overrides: dict[str, Any] | list[str] | None = None, input: str | None = None) -> Spec:
+    """Parse and validate a spec file; raise `SpecError` listing every problem found.
+
+    `overrides` sets `vars:` (a dict, or `["name=value", ...]` as given to `--set`);
+    `input` replaces the spec's input shape (`"3x64x64"`, or `"3xHxW"` for symbolic sizes).
+    """
+    path = Path(path)
+    display = _display_path(path)
+    root = load_yaml_file(path, display)
+    return _load_tree(root, path.read_text(encoding="utf-8"), display, path, overrides, input)
+
+
+def loads(text: str, filename: str = "<string>", overrides=None, input: str | None = None,
+          base_dir: Path | None = None) -> Spec:
+    """Like `load`, from text (includes resolve against `base_dir`, default the cwd)."""
+    root = parse_yaml(text, filename)
+    fake = (base_dir or Path.cwd()) / filename
+    return _load_tree(root, text, filename, fake, overrides, input)
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _load_tree(root: Any, text: str, display: str, path: Path, overrides, input_override) -> Spec:
+    diagnostics: list[Diagnostic] = []
+    if not isinstance(root, YMap):
+        where_mark = getattr(root, "mark", Mark(display, 1, 1))
+        raise SpecError.at(where_mark, "", f"a spec is a mapping with `name`, `input` and `layers`, got {describe(root)}")
+    header = validate(SpecFile, root, "", root.mark, diagnostics)
+    if header is None:
+        raise SpecError(diagnostics)
+    blocks = _collect_blocks(root, header, path, display, diagnostics, stack=(path.resolve(),))
+    values = _resolve_vars(root, header, _parse_overrides(overrides), diagnostics)
+    dims, symbols = _resolve_input(root, header, values, input_override, diagnostics)
+    expander = Expander(blocks, values)
+    top = expander.sequence(header.layers, Origin(root.mark, ""), "layers", Scope(values), label=header.name)
+    diagnostics += expander.diagnostics
+    if not expander.budget_exceeded:
+        check_references(top, diagnostics, expander.failed_names)
+    if diagnostics:
+        raise SpecError(diagnostics)
+    return Spec(header.name, dims, top, path, text, values, header.train, header.labels,
+                root.value_marks.get("input"), symbols)
+
+
+# -- blocks and include ---------------------------------------------------------------------------
+
+def _collect_blocks(root: YMap, header: SpecFile, path: Path, display: str,
+                    diagnostics: list[Diagnostic], stack: tuple) -> dict[str, Block]:
+    blocks: dict[str, Block] = {}
+    includes = root.get("include", [])
+    for i, name in enumerate(header.include):
+        mark = mark_of(includes, i, root.mark)
+        target = (path.parent / name).resolve()
+        if target in stack:
+            cycle = " → ".join(p.name for p in (*stack[stack.index(target):], target))
+            diagnostics.append(Diagnostic(mark, f"include[{i}]", f"include cycle: {cycle}"))
+            continue
+        if len(stack) > MAX_INCLUDE_DEPTH:
+            diagnostics.append(Diagnostic(mark, f"include[{i}]", f"includes nest deeper than {MAX_INCLUDE_DEPTH} files"))
+            continue
+        try:
+            sub_root = load_yaml_file(target, _display_path(target))
+        except SpecError as e:
+            diagnostics += [d if d.mark else Diagnostic(mark, f"include[{i}]", d.message) for d in e.diagnostics]
+            continue
+        sub_header = validate(_IncludedFile, sub_root, "", getattr(sub_root, "mark", mark), diagnostics) \
+            if isinstance(sub_root, YMap) else None
+        if sub_header is None:
+            if not isinstance(sub_root, YMap):
+                diagnostics.append(Diagnostic(mark, f"include[{i}]", f"`{name}` is not a mapping with `blocks:`"))
+            continue
+        for block_name, block in _collect_blocks(sub_root, sub_header, target, "", diagnostics, (*stack, target)).items():
+            if block_name in blocks:
+                first = blocks[block_name].mark
+                diagnostics.append(Diagnostic(block.mark, f"blocks.{block_name}",
+                                              f"block `{block_name}` is also defined at {first}"))
+            blocks[block_name] = block
+    own = root.get("blocks") or {}
+    for block_name, definition in header.blocks.items():
+        mark = key_mark_of(own, block_name)
+        if block_name in REGISTRY or block_name in MACROS or block_name in NODE_KEYS:
+            diagnostics.append(Diagnostic(mark, f"blocks.{block_name}",
+                                          f"block name `{block_name}` is already a built-in layer or key",
+                                          "choose another name"))
+            continue
+        params_yaml = own[block_name].get("params") if isinstance(own[block_name], dict) else None
+        params = {p: (params_yaml[p] if isinstance(params_yaml, dict) else v) for p, v in definition.params.items()}
+        blocks[block_name] = Block(block_name, params, own[block_name]["layers"], mark)
+    return blocks
+
+
+class _IncludedFile(SpecFile):
+    """An included file contributes only `blocks:`; the rest may be absent."""
+
+    name: Optional[str] = None  # type: ignore[assignment]
+    input: Optional[list] = None  # type: ignore[assignment]
+    layers: Optional[LayerList] = None  # type: ignore[assignment]
+
+
+# -- vars, --set, input ---------------------------------------------------------------------------
+
+def _parse_overrides(overrides) -> dict[str, Any]:
+    if overrides is None:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    parsed = {}
+    for item in overrides:
+        name, sep, value = item.partition("=")
+        if not sep or not re.match(IDENTIFIER, name.strip()):
+            raise SpecError.at(None, "--set", f"expected name=value, got `{item}`")
+        parsed[name.strip()] = parse_yaml(value, "--set") if value.strip() else ""
+    return parsed
+
+
+def _resolve_vars(root: YMap, header: SpecFile, overrides: dict, diagnostics: list[Diagnostic]) -> dict[str, Any]:
+    vars_yaml = root.get("vars") or YMap(root.mark)
+    for name in overrides:
+        if name not in header.vars:
+            hint = did_you_mean(name, header.vars) or (
+                "declare it under `vars:` first" if not header.vars else f"vars: {', '.join(header.vars)}")
+            diagnostics.append(Diagnostic(None, "--set", f"`{name}` is not a var of this spec", hint))
+    values: dict[str, Any] = {}
+    for name in header.vars:
+        raw = overrides[name] if name in overrides else vars_yaml[name]
+        try:
+            values[name] = substitute(raw, values)
+        except SubstitutionError as e:
+            diagnostics.append(Diagnostic(mark_of(vars_yaml, name), f"vars.{name}", str(e), e.hint))
+    return values
+
+
+def parse_input_text(text: str) -> list:
+    parts = [p.strip() for p in re.split(r"[x×,]", text) if p.strip()]
+    return [int(p) if p.isdigit() else p for p in parts]
+
+
+def _resolve_input(root: YMap, header: SpecFile, values: dict, override: str | None,
+                   diagnostics: list[Diagnostic]) -> tuple[tuple, list[str]]:
+    mark = root.value_marks.get("input")
+    raw = parse_input_text(override) if override else root["input"]
+    where = "--input" if override else "input"
+    try:
+        raw = substitute(raw, values)
+    except SubstitutionError as e:
+        diagnostics.append(Diagnostic(mark, where, str(e), e.hint))
+        return (), []
+    if not isinstance(raw, list) or not 1 <= len(raw) <= 3:
+        diagnostics.append(Diagnostic(None if override else mark, where, f"expected C×H×W (or features), got {override or describe(raw)}"))
+        return (), []
+    dims, symbols = [], []
+    for i, d in enumerate(raw):
+        item_mark = mark if override else mark_of(root["input"], i, mark)
+        if isinstance(d, int) and not isinstance(d, bool) and d >= 1:
+            dims.append(d)
+        elif isinstance(d, str) and re.match(IDENTIFIER, d) and i > 0:
+            dims.append(Expr.symbol(d))
+            symbols.append(d)
+        else:
+            what = "channels" if i == 0 else "a size"
+            diagnostics.append(Diagnostic(None if override else item_mark, where,
+                                          f"{what} must be a positive integer{'' if i == 0 else ' or a name like H'}, got {describe(d)}"))
+    return tuple(dims), symbols
+
+
+# -- `name:` / `from:` ---------------------------------------------------------------------------
+
+def check_references(seq: SeqNode, diagnostics: list[Diagnostic], failed: set[str] = frozenset()) -> None:
+    """Names are unique per layer list; `from:` names an earlier node of the same list, or `input`.
+
+    `failed` holds names of nodes that already failed validation; references to them are not
+    reported a second time."""
+    defined: dict[str, Node] = {}
+    later = {n.name: n for n in seq.nodes if n.name}
+    for node in seq.nodes:
+        where = f"{node.origin.path} {node.kind}"
+        for source in node.sources or []:
+            if source == INPUT_NAME or source in defined or source in failed:
+                continue
+            if source == node.name or (source in later and source not in defined):
+                target = later[source]
+                diagnostics.append(Diagnostic(node.from_mark, where, f"`from: {source}` refers to a layer at or after this one "
+                                              f"(line {target.origin.mark.line if target.origin.mark else '?'})",
+                                              "`from:` can only name earlier layers"))
+            else:
+                hint = did_you_mean(source, [*defined, INPUT_NAME]) or \
+                    "`from:` names a layer of the same list (set with `name:`), or `input`"
+                diagnostics.append(Diagnostic(node.from_mark, where, f"`from: {source}` names no earlier layer here", hint))
+        _check_arity(node, where, diagnostics)
+        if node.name:
+            if node.name == INPUT_NAME:
+                diagnostics.append(Diagnostic(node.origin.mark, where, "`input` is reserved for the list's input"))
+            elif node.name in defined:
+                first = defined[node.name].origin.mark
+                diagnostics.append(Diagnostic(node.origin.mark, where, f"name `{node.name}` is already used "
+                                              f"(line {first.line if first else '?'})"))
+            defined[node.name] = node
+        for child in _child_sequences(node):
+            check_references(child, diagnostics, failed)
+
+
+def _check_arity(node: Node, where: str, diagnostics: list[Diagnostic]) -> None:
+    variadic = isinstance(node, LayerNode) and node.layer.arity is None
+    count = len(node.sources) if node.sources is not None else 1
+    if variadic and count < 2:
+        diagnostics.append(Diagnostic(node.origin.mark, where, f"{node.kind} combines two or more inputs",
+                                      f"name them: `from: [a, b]`"))
+    elif not variadic and count != 1:
+        diagnostics.append(Diagnostic(node.from_mark or node.origin.mark, where,
+                                      f"{node.kind} takes one input, `from:` lists {count}",
+                                      "merge them first with `add`, `concat` or `mul`"))
+
+
+def _child_sequences(node: Node) -> list[SeqNode]:
+    if isinstance(node, SeqNode):
+        return [node]
+    if isinstance(node, ResidualNode):
+        return [node.body] + ([node.shortcut] if isinstance(node.shortcut, SeqNode) else [])
+    if isinstance(node, ParallelNode):
+        return list(node.paths)
+    return []

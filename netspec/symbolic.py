@@ -1,0 +1,260 @@
+"""Integer expressions in the input's symbolic sizes (`input: [3, H, W]`).
+
+A size is either a plain `int` or an `Expr`: a polynomial with integer coefficients over
+atoms, where an atom is a symbol (`H`) or a floor division `⌊p/d⌋` of a polynomial by a
+positive integer. Every conv/pool output-size rule is `⌊(x + a)/s⌋ + b`, so this is closed
+under all the shape rules netspec has, and products (flatten, MACs, params) stay polynomials.
+
+Floors are kept canonical so equal sizes print and compare equal:
+  ⌊(d·P + R)/d⌋ = P + ⌊R/d⌋  and  ⌊(⌊X/e⌋ + r)/d⌋ = ⌊(X + r·e)/(e·d)⌋  (integers, e, d > 0).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import reduce
+from typing import Iterable, Union
+
+Dim = Union[int, "Expr"]
+_MINUS = "\u2212"
+
+
+class Atom:
+    __slots__ = ("name", "inner", "divisor", "_key")
+
+    def __init__(self, name: str | None = None, inner: "Expr | None" = None, divisor: int = 1):
+        self.name, self.inner, self.divisor = name, inner, divisor
+        self._key = name if name is not None else f"\uffff⌊{inner.text()}/{divisor}⌋"
+
+    def __eq__(self, other):
+        return isinstance(other, Atom) and self._key == other._key
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __lt__(self, other):
+        return self._key < other._key
+
+    def evaluate(self, env: dict[str, int]) -> int:
+        if self.name is not None:
+            return env[self.name]
+        return evaluate(self.inner, env) // self.divisor
+
+    def symbols(self) -> set[str]:
+        return {self.name} if self.name is not None else self.inner.symbols()
+
+    def divisors(self) -> list[int]:
+        return [] if self.name is not None else [self.divisor, *self.inner.divisors()]
+
+    def text(self) -> str:
+        if self.name is not None:
+            return self.name
+        inner = self.inner.text()
+        if len(self.inner.terms) > 1:
+            inner = f"({inner})"
+        return f"⌊{inner}/{self.divisor}⌋"
+
+
+class Expr:
+    """An immutable canonical polynomial: {monomial (sorted atom tuple): coefficient}."""
+
+    __slots__ = ("terms", "display")
+
+    def __init__(self, terms: dict[tuple, int], display: str | None = None):
+        self.terms = {m: c for m, c in terms.items() if c != 0}
+        self.display = display  # a factored spelling for printing; ignored by equality
+
+    # -- construction -------------------------------------------------------------------
+    @staticmethod
+    def symbol(name: str) -> "Expr":
+        return Expr({(Atom(name=name),): 1})
+
+    @staticmethod
+    def lift(value: Dim) -> "Expr":
+        return value if isinstance(value, Expr) else Expr({(): value})
+
+    def const(self) -> int:
+        return self.terms.get((), 0)
+
+    def __eq__(self, other):
+        other = Expr.lift(other) if isinstance(other, int) else other
+        return isinstance(other, Expr) and self.terms == other.terms
+
+    def __hash__(self):
+        return hash(frozenset(self.terms.items()))
+
+    def symbols(self) -> set[str]:
+        return set().union(*(a.symbols() for m in self.terms for a in m)) if self.terms else set()
+
+    def divisors(self) -> list[int]:
+        return [d for m in self.terms for a in m for d in a.divisors()]
+
+    def text(self) -> str:
+        if self.display is not None:
+            return self.display
+        if not self.terms:
+            return "0"
+        parts = []
+        for monomial, coef in sorted(self.terms.items(), key=lambda t: (len(t[0]) == 0, t[0])):
+            body = "·".join(a.text() for a in monomial)
+            if not body:
+                body = str(abs(coef))
+            elif abs(coef) != 1:
+                body = f"{abs(coef)}·{body}"
+            sign = _MINUS if coef < 0 else "+"
+            parts.append((sign, body))
+        first_sign, first = parts[0]
+        out = (_MINUS if first_sign == _MINUS else "") + first
+        for sign, body in parts[1:]:
+            out += f" {sign} {body}"
+        return out
+
+    def __repr__(self):
+        return f"Expr({self.text()})"
+
+
+def simplify(expr: Expr) -> Dim:
+    return expr.const() if set(expr.terms) <= {()} else expr
+
+
+def labelled(value: Dim, text: str) -> Dim:
+    """The same value, printed as `text` (a factored spelling the user can read)."""
+    return Expr(value.terms, text) if isinstance(value, Expr) else value
+
+
+def add(a: Dim, b: Dim) -> Dim:
+    if isinstance(a, int) and isinstance(b, int):
+        return a + b
+    terms = dict(Expr.lift(a).terms)
+    for m, c in Expr.lift(b).terms.items():
+        terms[m] = terms.get(m, 0) + c
+    return simplify(Expr(terms))
+
+
+def scale(a: Dim, k: int) -> Dim:
+    if isinstance(a, int):
+        return a * k
+    return simplify(Expr({m: c * k for m, c in a.terms.items()}))
+
+
+def sub(a: Dim, b: Dim) -> Dim:
+    return add(a, scale(b, -1))
+
+
+def mul(a: Dim, b: Dim) -> Dim:
+    if isinstance(a, int) and isinstance(b, int):
+        return a * b
+    terms: dict[tuple, int] = {}
+    for ma, ca in Expr.lift(a).terms.items():
+        for mb, cb in Expr.lift(b).terms.items():
+            m = tuple(sorted(ma + mb))
+            terms[m] = terms.get(m, 0) + ca * cb
+    return simplify(Expr(terms))
+
+
+def product(values: Iterable[Dim]) -> Dim:
+    """The product, printed factored (`16·(⌊H/4⌋ − 2)·(⌊W/4⌋ − 2)`) when symbolic."""
+    values = list(values)
+    result = reduce(mul, values, 1)
+    if isinstance(result, Expr) and len(values) > 1:
+        result = Expr(result.terms, "·".join(fmt(v, grouped=True) for v in values))
+    return result
+
+
+def total(values: Iterable[Dim]) -> Dim:
+    return reduce(add, values, 0)
+
+
+def floordiv(a: Dim, d: int) -> Dim:
+    """⌊a/d⌋ for a positive integer d, in canonical form."""
+    if d <= 0:
+        raise ValueError("divisor must be positive")
+    if isinstance(a, int):
+        return a // d
+    if d == 1:
+        return a
+    whole, rest = {}, {}
+    for m, c in a.terms.items():
+        if m == ():
+            continue
+        q, r = divmod(c, d)
+        if q:
+            whole[m] = q
+        if r:
+            rest[m] = r
+    q0, r0 = divmod(a.const(), d)
+    whole[()] = q0
+    outside = simplify(Expr(whole))
+    if not rest:
+        return outside
+    g = math.gcd(d, r0, *rest.values())
+    if g > 1:
+        rest = {m: c // g for m, c in rest.items()}
+        r0, d = r0 // g, d // g
+    nested = _merge_nested_floor(rest, r0, d)
+    return add(outside, nested)
+
+
+def _merge_nested_floor(rest: dict[tuple, int], r0: int, d: int) -> Dim:
+    if len(rest) == 1:
+        (monomial, coef), = rest.items()
+        if coef == 1 and len(monomial) == 1 and monomial[0].name is None:
+            atom = monomial[0]
+            return floordiv(add(atom.inner, r0 * atom.divisor), atom.divisor * d)
+    if d == 1:
+        return simplify(Expr({**rest, (): r0}))
+    inner = Expr({**rest, (): r0})
+    return Expr({(Atom(inner=inner, divisor=d),): 1})
+
+
+def ceildiv(a: Dim, d: int) -> Dim:
+    return floordiv(add(a, d - 1), d)
+
+
+def evaluate(value: Dim, env: dict[str, int]) -> int:
+    if isinstance(value, int):
+        return value
+    out = 0
+    for monomial, coef in value.terms.items():
+        out += coef * math.prod(a.evaluate(env) for a in monomial)
+    return out
+
+
+def symbols(value: Dim) -> set[str]:
+    return set() if isinstance(value, int) else value.symbols()
+
+
+def fmt(value: Dim, grouped: bool = False) -> str:
+    """Text of a size; `grouped` wraps compound expressions in parentheses."""
+    if isinstance(value, int):
+        return str(value)
+    text = value.text()
+    if grouped and (len(value.terms) > 1 or value.display or next(iter(value.terms.values())) < 0):
+        return f"({text})"
+    return text
+
+
+def period(value: Dim) -> int:
+    """A period after which floor terms repeat their residues (lcm of nested divisors)."""
+    if isinstance(value, int):
+        return 1
+    return math.lcm(1, *value.divisors()) if value.divisors() else 1
+
+
+def smallest_satisfying(predicate, start: int = 1, limit: int = 1 << 40) -> int | None:
+    """The least integer n >= start with predicate(n), assuming predicate is monotone."""
+    if predicate(start):
+        return start
+    hi = max(start, 1)
+    while not predicate(hi):
+        if hi > limit:
+            return None
+        hi *= 2
+    lo = hi // 2
+    while lo + 1 < hi:
+        mid = (lo + hi) // 2
+        if predicate(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
