@@ -85,7 +85,8 @@ class Residual(Macro):
     primary = "body"
     summary = ("body(x) + shortcut(x). `shortcut: auto` is the identity when shapes match, else "
                "torchvision's downsample: 1×1 conv (stride = the body's spatial ratio, no bias) + bn.")
-    formula_doc = "output = body output; body and shortcut outputs must have the same shape"
+    formula_doc = ("output = body output; body and shortcut outputs must have the same shape; "
+                   "params and MACs = body's + shortcut's")
     example = ("- conv: {out: 16, kernel: 3, padding: 1}\n"
                "- residual:\n    body:\n      - conv: {out: 32, kernel: 3, stride: 2, padding: 1, bias: false}\n"
                "      - bn\n      - relu\n      - conv: {out: 32, kernel: 3, padding: 1, bias: false}\n      - bn\n"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import ConfigDict, TypeAdapter, create_model
+from pydantic import StringConstraints, TypeAdapter, create_model
 
-from netspec.expand import NodeKeys
+from netspec.expand import IDENTIFIER, NodeKeys
 from netspec.layers import REGISTRY
 from netspec.macros import MACROS
 from netspec.spec import SpecFile
@@ -20,7 +20,7 @@ def _entry_model(kind: str, cls) -> type:
     if cls.primary is not None:
         field = cls.model_fields[cls.primary]
         primary = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
-        args = Union[cls, primary]
+        args = Union[cls, primary, Annotated[str, StringConstraints(pattern=r"\$")]]
     return create_model(f"{cls.__name__}Entry", __base__=NodeKeys,
                         __config__=None, **{kind: (Optional[args], ...)})
 
@@ -28,10 +28,17 @@ def _entry_model(kind: str, cls) -> type:
 def layer_entry_type() -> Any:
     kinds = {**REGISTRY, **MACROS}
     bare = Literal[tuple(sorted(kinds))]  # type: ignore[valid-type]
-    block_call = create_model("BlockCall", __base__=NodeKeys)
-    block_call.model_config = ConfigDict(extra="allow")
     entries = [_entry_model(kind, cls) for kind, cls in sorted(kinds.items())]
-    return Union[(bare, *entries, block_call)]  # type: ignore[return-value]
+    return Union[(bare, *entries)]  # type: ignore[return-value]
+
+
+def _user_block_entries(kinds: list[str]) -> list[dict]:
+    """User blocks (possibly from included files) are unknown to the schema: accept any other
+    name, bare or as `name: args`, but never a built-in's name (so `conv: {kernal: 3}` stays an error)."""
+    identifier = {"type": "string", "pattern": IDENTIFIER, "not": {"enum": kinds}}
+    call = {"type": "object", "minProperties": 1, "propertyNames": {"not": {"enum": kinds}},
+            "description": "a user block from `blocks:` (here or in an included file)"}
+    return [identifier, call]
 
 
 def spec_json_schema() -> dict:
@@ -39,6 +46,7 @@ def spec_json_schema() -> dict:
     entry = TypeAdapter(layer_entry_type()).json_schema(ref_template="#/$defs/{model}")
     defs = schema.setdefault("$defs", {})
     defs.update(entry.pop("$defs", {}))
+    entry["anyOf"] += _user_block_entries(sorted({**REGISTRY, **MACROS}))
     entry["description"] = ("A layer: a bare name (`relu`), or `type: args` where args is the primary "
                             "argument (`linear: 120`) or a mapping; a user block from `blocks:` is called the same way.")
     defs["LayerEntry"] = entry

@@ -103,7 +103,7 @@ class GELU(Activation):
     summary = "Gaussian error linear unit"
     example = "- conv: {out: 8, kernel: 3}\n- gelu"
 
-    approximate: Literal["none", "tanh"] = "none"
+    approximate: Literal["none", "tanh"] = Field("none", description="`tanh` uses the tanh approximation")
 
     def torch_kwargs(self) -> dict:
         return {"approximate": self.approximate}

@@ -21,7 +21,9 @@ class Conv(Layer):
     summary = "2-D convolution over a C×H×W input; `in_channels` is inferred."
     formula_doc = ("H_out = ⌊(H + 2·padding − dilation·(kernel − 1) − 1)/stride⌋ + 1 (PyTorch Conv2d docs); "
                    "params = out·(C/groups)·kh·kw (+ out bias); MACs = out·H_out·W_out·(C/groups)·kh·kw")
-    example = "- conv: {out: 16, kernel: 3, stride: 1, padding: 1}"
+    example = ("- conv: {out: 16, kernel: 3, padding: 1}\n"
+               "- conv: {out: 32, kernel: 3, stride: 2, padding: 1, bias: false}\n"
+               "- conv: {out: 32, kernel: 3, padding: same, groups: 32}    # depthwise")
 
     out: PositiveInt = Field(description="output channels")
     kernel: PositivePair = Field(description="kernel size, int or [kh, kw]")
@@ -30,7 +32,8 @@ class Conv(Layer):
     dilation: PositivePair = Field((1, 1), description="int or [dh, dw]")
     groups: PositiveInt = Field(1, description="input and output channels must both be divisible by it")
     bias: bool = Field(True, description="add a learnable bias")
-    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
+    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = Field(
+        "zeros", description="how the padding is filled")
 
     def pads(self) -> tuple[int, int]:
         """Per-axis padding; for `same`, PyTorch's (possibly asymmetric) total split is not needed

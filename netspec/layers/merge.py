@@ -36,7 +36,7 @@ class Add(_Elementwise):
     torch_equivalent = "torch.add / x + y"
     summary = "Elementwise sum of the inputs named in `from:` (a hand-written skip connection)."
     example = ("- conv: {out: 8, kernel: 3, padding: 1}\n  name: a\n- conv: {out: 8, kernel: 3, padding: 1}\n"
-               "- add\n  from: [a, -1]")
+               "  name: b\n- add:\n  from: [a, b]")
 
     def infer(self, inputs: list[Shape], ctx: InferContext) -> LayerInfo:
         shape = broadcast(inputs, self.kind, ctx)
@@ -53,8 +53,8 @@ class Mul(_Elementwise):
     kind = "mul"
     torch_equivalent = "torch.mul / x * y"
     summary = "Elementwise product of the inputs (C×1×1 gates broadcast over H×W)."
-    example = ("- conv: {out: 8, kernel: 3, padding: 1}\n  name: features\n- global_avgpool\n- sigmoid\n"
-               "- mul\n  from: [features, -1]")
+    example = ("- conv: {out: 8, kernel: 3, padding: 1}\n  name: features\n- global_avgpool\n- sigmoid:\n"
+               "  name: gate\n- mul:\n  from: [features, gate]")
 
     def infer(self, inputs: list[Shape], ctx: InferContext) -> LayerInfo:
         shape = broadcast(inputs, self.kind, ctx)
@@ -74,7 +74,7 @@ class Concat(Layer):
     summary = "Concatenates the inputs along the channel axis (features for vectors)."
     formula_doc = "C = C₁ + C₂ + …; every other axis must match; no parameters"
     example = ("- conv: {out: 8, kernel: 1}\n  name: a\n- conv: {out: 4, kernel: 3, padding: 1}\n  from: input\n"
-               "- concat\n  from: [a, -1]")
+               "  name: b\n- concat:\n  from: [a, b]")
 
     def infer(self, inputs: list[Shape], ctx: InferContext) -> LayerInfo:
         first = inputs[0]

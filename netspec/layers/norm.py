@@ -19,10 +19,10 @@ class BatchNorm(Layer):
                    "buffers = 2·C + 1 (running mean/var, num_batches_tracked)")
     example = "- conv: {out: 8, kernel: 3}\n- bn"
 
-    eps: PositiveFloat = 1e-5
-    momentum: confloat(ge=0, le=1) = 0.1
-    affine: bool = True
-    track_running_stats: bool = True
+    eps: PositiveFloat = Field(1e-5, description="added to the variance for numerical stability")
+    momentum: confloat(ge=0, le=1) = Field(0.1, description="weight of the current batch in the running statistics")
+    affine: bool = Field(True, description="learn a per-channel scale (weight) and shift (bias)")
+    track_running_stats: bool = Field(True, description="keep running mean/var buffers, used in eval mode")
 
     def infer(self, inputs: list[Shape], ctx: InferContext) -> LayerInfo:
         shape = inputs[0]
@@ -49,8 +49,8 @@ class LayerNorm(Layer):
     formula_doc = "shape unchanged; params = 2·numel(input) when elementwise_affine"
     example = "- conv: {out: 8, kernel: 3}\n- ln"
 
-    eps: PositiveFloat = 1e-5
-    elementwise_affine: bool = True
+    eps: PositiveFloat = Field(1e-5, description="added to the variance for numerical stability")
+    elementwise_affine: bool = Field(True, description="learn a scale and shift for every normalised element")
 
     def infer(self, inputs: list[Shape], ctx: InferContext) -> LayerInfo:
         shape = inputs[0]
@@ -76,8 +76,8 @@ class GroupNorm(Layer):
     example = "- conv: {out: 8, kernel: 3}\n- gn: 4"
 
     groups: PositiveInt = Field(description="number of channel groups")
-    eps: PositiveFloat = 1e-5
-    affine: bool = True
+    eps: PositiveFloat = Field(1e-5, description="added to the variance for numerical stability")
+    affine: bool = Field(True, description="learn a per-channel scale (weight) and shift (bias)")
 
     def infer(self, inputs: list[Shape], ctx: InferContext) -> LayerInfo:
         shape = inputs[0]

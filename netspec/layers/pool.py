@@ -15,9 +15,9 @@ _NEEDS_MAP = ("a C×H×W feature map", "pooling works on images")
 
 class _WindowPool(Layer):
     primary = "kernel"
-    formula_doc = ("H_out = ⌊(H + 2·padding − dilation·(kernel − 1) − 1)/stride⌋ + 1, ⌈⌉ with ceil_mode "
-                   "(the last window is dropped if it would start in the padding; PyTorch MaxPool2d docs); "
-                   "stride defaults to kernel; no parameters")
+    formula_doc = ("H_out = ⌊(H + 2·padding − dilation·(kernel − 1) − 1)/stride⌋ + 1 (dilation is 1 for avgpool); "
+                   "with ceil_mode ⌈⌉ instead of ⌊⌋, and the last window is dropped if it would start in the "
+                   "padding (PyTorch MaxPool2d docs); stride defaults to kernel; no parameters")
 
     kernel: PositivePair = Field(description="window size, int or [kh, kw]")
     stride: Optional[PositivePair] = Field(None, description="defaults to kernel")
