@@ -77,10 +77,25 @@ def _linear_notes(rows, symbols: list[str], minimum: dict[str, int]) -> list[str
             continue
         features = row.inputs[0][0]
         free = sorted(sym.symbols(features))
-        step = sym.period(features)
-        example = {s: -(-minimum.get(s, 1) // step) * step for s in free}
+        example = {s: minimum.get(s, 1) for s in free}
         value = sym.evaluate(features, example)
-        sizes = ", ".join(f"{s} ∈ {example[s]}..{example[s] + step - 1}" for s in free)
+        sizes = ", ".join(f"{s} ∈ {lo}..{hi}" for s in free for lo, hi in [_constant_run(features, example, s)])
         notes.append(f"{row.origin.path} linear: in_features = {sym.fmt(features)} depends on "
                      f"{', '.join(free)}; its weights fit one size class (e.g. {sizes} gives {value:,})")
     return notes
+
+
+def _constant_run(value, at: dict[str, int], name: str) -> tuple[int, int]:
+    """The sizes of `name` around `at[name]` (others fixed) that give the same value."""
+    target = sym.evaluate(value, at)
+    limit = sym.period(value)
+
+    def same(n: int) -> bool:
+        return n >= 1 and sym.evaluate(value, {**at, name: n}) == target
+
+    lo = hi = at[name]
+    while lo - 1 >= at[name] - limit and same(lo - 1):
+        lo -= 1
+    while hi + 1 <= at[name] + limit and same(hi + 1):
+        hi += 1
+    return lo, hi

@@ -60,6 +60,7 @@ class Block:
     params: dict[str, Any]
     layers: Any
     mark: Mark | None
+    broken: bool = False  # its definition failed validation (already reported)
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,8 @@ class Expander:
     # -- user blocks ----------------------------------------------------------------------------
     def instantiate(self, block: Block, args: Any, origin: Origin, scope: Scope) -> Node | None:
         where = f"{origin.path} {block.name}"
+        if block.broken:
+            return None
         if block.name in scope.chain:
             cycle = " → ".join((*scope.chain[scope.chain.index(block.name):], block.name))
             self.error(origin.mark, where, f"block `{block.name}` uses itself ({cycle})",

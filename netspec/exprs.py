@@ -83,8 +83,8 @@ def _substitute_text(text: str, scope: Mapping[str, Any]) -> Any:
 def lookup(name: str, scope: Mapping[str, Any]) -> Any:
     if name not in scope:
         known = ", ".join(f"`{k}`" for k in sorted(scope)) or "none"
-        raise SubstitutionError(f"`${name}` is not a parameter or var here (known: {known})",
-                                did_you_mean(name, scope))
+        hint = did_you_mean(name, scope) or f"declare it under `vars:` (or a block's `params:`)"
+        raise SubstitutionError(f"`${name}` is not a parameter or var here (known: {known})", hint)
     return scope[name]
 
 
@@ -114,6 +114,11 @@ _CONSTRUCT_NAMES = {
     ast.Lambda: "lambdas", ast.Compare: "comparisons", ast.BoolOp: "boolean operators",
     ast.IfExp: "conditional expressions", ast.ListComp: "comprehensions", ast.GeneratorExp: "comprehensions",
     ast.Pow: "powers (**)", ast.NamedExpr: "assignment", ast.JoinedStr: "f-strings",
+    ast.List: "lists", ast.Tuple: "tuples", ast.Dict: "mappings", ast.Set: "sets", ast.Starred: "unpacking",
+    ast.Slice: "slices", ast.SetComp: "comprehensions", ast.DictComp: "comprehensions", ast.Await: "await",
+    ast.BitAnd: "bit operators", ast.BitOr: "bit operators", ast.BitXor: "bit operators",
+    ast.LShift: "shifts", ast.RShift: "shifts", ast.MatMult: "matrix products", ast.Invert: "bit operators",
+    ast.Not: "boolean operators",
 }
 
 

@@ -97,7 +97,7 @@ class Walker:
         row.output = inferred.output
         for attr in ("params", "trainable_params", "buffers", "macs"):
             setattr(row, attr, sym.total(getattr(r, attr) for r in children))
-        row.formula = f"{len(children)} layers"
+        row.formula = f"{len(children)} layer{'s' if len(children) != 1 else ''}"
         return inferred
 
     def seq(self, seq: SeqNode, inputs: list[Shape], depth: int, trainable: bool) -> Inferred:

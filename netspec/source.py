@@ -80,7 +80,9 @@ def load_yaml_file(path: str | Path, display: str | None = None) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise SpecError.at(Mark(name, 1, 1), "", f"file is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise SpecError.at(Mark(name, line, col), "", f"file is not UTF-8 text ({e.reason} at byte {e.start})") from None
     return parse_yaml(text, name)
 
 
@@ -92,16 +94,35 @@ def parse_yaml(text: str, filename: str = "<string>") -> Any:
         for event in YAML(typ="rt").parse(text):
             builder.feed(event)
     except MarkedYAMLError as e:
-        raise _yaml_syntax_error(e, filename) from None
+        raise _yaml_syntax_error(e, filename, text) from None
     return builder.result()
 
 
-def _yaml_syntax_error(e: MarkedYAMLError, filename: str) -> SpecError:
+def _yaml_syntax_error(e: MarkedYAMLError, filename: str, text: str = "") -> SpecError:
+    """ruamel's message, translated for the mistakes people actually make."""
     pos = e.problem_mark or e.context_mark
-    mark = Mark(filename, pos.line + 1, pos.column + 1) if pos else Mark(filename, 1, 1)
     problem = (e.problem or "invalid YAML").strip()
-    context = f" ({e.context.strip()})" if e.context else ""
-    return SpecError.at(mark, "", f"invalid YAML: {problem}{context}")
+    context = (e.context or "").strip()
+    message, hint = f"{problem} ({context})" if context else problem, None
+    if "'\\t'" in problem:
+        message, hint = "a tab character: YAML indents with spaces only", "replace the tab with spaces"
+    elif context.startswith("while parsing a flow") and e.context_mark is not None:
+        opener, closer = ("[", "]") if "sequence" in context else ("{", "}")
+        found = e.problem_mark.line + 1 if e.problem_mark else "?"
+        pos = e.context_mark  # where the bracket was opened, like Python's "'[' was never closed"
+        message, hint = f"this `{opener}` is never closed ({problem} at line {found})", f"add the missing `{closer}`"
+    elif problem.startswith("expected <block end>"):
+        message = "bad indentation: this line does not line up with the block it belongs to"
+        hint = "keys of one mapping, and the `- ` items of one list, start in the same column"
+    elif problem == "mapping values are not allowed here":
+        lines = text.splitlines()
+        above = lines[pos.line - 1] if pos and 0 < pos.line <= len(lines) else ""
+        bare = re.match(r"^\s*-\s+([A-Za-z_][A-Za-z0-9_]*)\s*(#.*)?$", above)
+        message = "unexpected `:` here (mapping values are not allowed here)"
+        hint = (f"write `- {bare.group(1)}:` (with a colon) when `name:`, `from:` or `repeat:` follow it"
+                if bare else "quote a value that contains `: `, or check the indentation")
+    mark = Mark(filename, pos.line + 1, pos.column + 1) if pos else Mark(filename, 1, 1)
+    return SpecError.at(mark, "", f"invalid YAML: {message}", hint)
 
 
 class _Frame:
@@ -155,12 +176,18 @@ class _TreeBuilder:
             frame = self.stack.pop()
             if frame.anchor:
                 self.anchors[frame.anchor] = (frame.container, frame.size)
-            self._add(event, frame.container, frame.size, frame.container.mark)
+            # its items were charged as they arrived; only the container itself is new
+            self._add(event, frame.container, frame.size, frame.container.mark, charge=1)
         elif isinstance(event, events.ScalarEvent):
             value = self._scalar(event)
             if event.anchor:
                 self.anchors[event.anchor] = (value, 1)
-            self._add(event, value, 1, self.mark(event))
+            mark = self.mark(event)
+            frame = self.stack[-1] if self.stack else None
+            if event.value == "" and event.style is None and frame is not None \
+                    and isinstance(frame.container, YMap) and frame.pending_key is not _NO_KEY:
+                mark = frame.key_mark  # `key:` with nothing after it: ruamel marks the next token
+            self._add(event, value, 1, mark)
         elif isinstance(event, events.AliasEvent):
             if event.anchor not in self.anchors:
                 self.fail(event, f"alias `*{event.anchor}` refers to no anchor defined before it")
@@ -173,8 +200,8 @@ class _TreeBuilder:
             self.fail(event, f"the document expands to more than {MAX_NODES:,} nodes (alias bomb?)",
                       "aliases (`*name`) may repeat an anchor only a bounded number of times")
 
-    def _add(self, event, value, size: int, mark: Mark) -> None:
-        self._charge(event, size)
+    def _add(self, event, value, size: int, mark: Mark, charge: int | None = None) -> None:
+        self._charge(event, size if charge is None else charge)
         if not self.stack:
             self.root = value
             return

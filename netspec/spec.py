@@ -110,7 +110,9 @@ def _display_path(path: Path) -> str:
 def _load_tree(root: Any, text: str, display: str, path: Path, overrides, input_override) -> Spec:
     diagnostics: list[Diagnostic] = []
     if not isinstance(root, YMap):
-        where_mark = getattr(root, "mark", Mark(display, 1, 1))
+        first = next((i for i, line in enumerate(text.splitlines(), 1)
+                      if line.strip() and not line.lstrip().startswith("#")), 1)
+        where_mark = getattr(root, "mark", Mark(display, first, 1))
         raise SpecError.at(where_mark, "", f"a spec is a mapping with `name`, `input` and `layers`, got {describe(root)}")
     header = validate(SpecFile, root, "", root.mark, diagnostics)
     if header is None:
@@ -155,6 +157,10 @@ def _collect_blocks(root: YMap, header: SpecFile, path: Path, display: str,
         if sub_header is None:
             if not isinstance(sub_root, YMap):
                 diagnostics.append(Diagnostic(mark, f"include[{i}]", f"`{name}` is not a mapping with `blocks:`"))
+            elif isinstance(sub_root.get("blocks"), dict):
+                # already reported: using these blocks must not add "unknown layer type" errors
+                for block_name in sub_root["blocks"]:
+                    blocks.setdefault(block_name, Block(block_name, {}, None, None, broken=True))
             continue
         for block_name, block in _collect_blocks(sub_root, sub_header, target, "", diagnostics, (*stack, target)).items():
             if block_name in blocks:

@@ -157,7 +157,11 @@ def product(values: Iterable[Dim]) -> Dim:
     values = list(values)
     result = reduce(mul, values, 1)
     if isinstance(result, Expr) and len(values) > 1:
-        result = Expr(result.terms, "·".join(fmt(v, grouped=True) for v in values))
+        constant = math.prod(v for v in values if isinstance(v, int))
+        factors = [fmt(v, grouped=True) for v in values if not isinstance(v, int)]
+        if constant != 1:
+            factors.insert(0, str(constant))
+        result = Expr(result.terms, "·".join(factors))
     return result
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import typing
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -24,9 +26,89 @@ def validate(model: type[BaseModel], data: Any, where: str, fallback: Mark | Non
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            diagnostics.append(to_diagnostic(err, model, data, where, fallback))
+        # A value that fails every member of a Union gets one error per member, each with the
+        # member's tag in its loc (`cfg.1.constrained-int`, `cfg.1.literal['M']`): drop the tags
+        # and report each such group once.
+        groups: dict[tuple, list[tuple[dict, int]]] = {}
+        for n, err in enumerate(exc.errors(include_url=False)):
+            loc, tag_at = _without_tags(data, tuple(err["loc"]))
+            err = {**err, "loc": loc}
+            key = loc[:tag_at] if tag_at is not None else ("", n)
+            groups.setdefault(key, []).append((err, tag_at))
+        for members in groups.values():
+            if len(members) == 1:
+                diagnostics.append(to_diagnostic(members[0][0], model, data, where, fallback))
+            else:
+                diagnostics.append(_union_diagnostic(members, model, data, where, fallback))
         return None
+
+
+_UNION_TAG = re.compile(r"^(constrained-\w+|int|float|str|bool|none|(list|dict|tuple|set|literal)\[.*\]|"
+                        r"function-[\w-]+\[.*\])$")
+
+
+def _without_tags(data: Any, loc: tuple) -> tuple[tuple, int | None]:
+    """`loc` without pydantic's Union-member tags, and where the first one was (None: no tag).
+
+    A part is a tag only where the YAML has no such key, so a user's key named `int` stays."""
+    node, kept, first = data, [], None
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif isinstance(part, str) and _UNION_TAG.match(part):
+            first = len(kept) if first is None else first
+            continue
+        else:
+            node = None
+        kept.append(part)
+    return tuple(kept), first
+
+
+def _union_diagnostic(members: list[tuple[dict, int]], model, data, where: str, fallback) -> Diagnostic:
+    """One diagnostic for a value that fits no member of a Union."""
+    # An error below the union field (`from[1]` for `from: [a, -1]`) means the value had that
+    # member's shape: it is the one that explains the mistake.
+    deeper = [err for err, tag_at in members if len(err["loc"]) > tag_at]
+    if deeper:
+        return to_diagnostic(deeper[0], model, data, where, fallback)
+    wanted, hint = [], None
+    for err, _ in members:
+        message, member_hint = explain(err, model, data, tuple(err["loc"]))
+        wanted.append(re.sub(r"^`[^`]*` (must be |expected )?", "", message).split(", got ")[0])
+        hint = hint or member_hint
+    loc = tuple(members[0][0]["loc"])
+    return Diagnostic(locate(data, loc, fallback), where,
+                      f"`{field_name(loc)}` must be {' or '.join(wanted)}, got {describe(members[0][0].get('input'))}", hint)
+
+
+def _is_layer_args(model: type[BaseModel]) -> bool:
+    """Layer and macro fields are "arguments"; the spec file's own structure has "keys"."""
+    from netspec.layers.base import Layer
+    from netspec.macros import Macro
+
+    return issubclass(model, (Layer, Macro))
+
+
+def _models_in(annotation) -> list:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _owner(model: type[BaseModel], loc: tuple) -> type[BaseModel]:
+    """The model whose fields the last part of `loc` is checked against (`train.epoch` → TrainConfig)."""
+    current = model
+    for part in loc[:-1]:
+        field = current.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            continue  # a dict key (`blocks.<name>`) or list index: same item model
+        nested = _models_in(field.annotation)
+        if len(nested) != 1:
+            return current
+        current = nested[0]
+    return current
 
 
 def to_diagnostic(err: dict, model: type[BaseModel], data: Any, where: str, fallback: Mark | None) -> Diagnostic:
@@ -56,7 +138,12 @@ def locate(data: Any, loc: tuple, fallback: Mark | None, at_key: bool = False) -
 
 
 def field_name(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
+    text = ""
+    for p in loc:
+        if isinstance(p, str) and p.startswith(("function-", "literal[")):
+            continue
+        text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else str(p))
+    return text
 
 
 def explain(err: dict, model: type[BaseModel], data: Any, loc: tuple) -> tuple[str, str | None]:
@@ -64,12 +151,17 @@ def explain(err: dict, model: type[BaseModel], data: Any, loc: tuple) -> tuple[s
     ctx = err.get("ctx") or {}
     known = [f.alias or name for name, f in model.model_fields.items()]
     if kind == "extra_forbidden":
-        hint = did_you_mean(loc[-1], known) if len(loc) == 1 else None
-        if hint is None and len(loc) == 1:
-            hint = f"valid arguments: {', '.join(known)}" if known else "it takes no arguments"
-        return f"unknown argument `{field}`", hint
+        owner = _owner(model, loc)
+        known = [f.alias or name for name, f in owner.model_fields.items()]
+        noun = "argument" if _is_layer_args(owner) else "key"
+        hint = did_you_mean(loc[-1], known) or (f"valid {noun}s: {', '.join(known)}" if known else "it takes no arguments")
+        return f"unknown {noun} `{field}`", hint
+    if kind == "invalid_key":  # a non-text key such as `5:` (pydantic: "Keys should be strings")
+        return f"unknown argument `{loc[-1] if loc else value}`", \
+            f"valid arguments: {', '.join(known)}" if known else None
     if kind == "missing":
-        return f"missing required argument `{field}`", None
+        noun = "argument" if _is_layer_args(_owner(model, loc)) else "key"
+        return f"missing required {noun} `{field}`", None
     if kind in _TYPE_WORDS:
         return f"`{field}` must be {_TYPE_WORDS[kind]}, got {describe(value)}", None
     if kind in _COMPARISONS:

@@ -31,7 +31,7 @@ def test_substitution(text, value):
     ("${__import__('os').system('id')}", "function calls not allowed"),
     ("${open('/etc/passwd')}", "function calls not allowed"),
     ("${out.__class__}", "attribute access not allowed"),
-    ("${[1] * 10}", "List not allowed"),
+    ("${[1] * 10}", "lists not allowed"),
     ("${9 ** 9 ** 9}", "powers (**) not allowed"),
     ("${(lambda: 1)()}", "function calls not allowed"),
     ("${out if out else 1}", "conditional expressions not allowed"),

@@ -16,7 +16,6 @@ from netspec.layers.base import (InferContext, Layer, LayerInfo, Padding, Positi
 @register
 class Conv(Layer):
     kind = "conv"
-    primary = "out"
     torch_equivalent = "torch.nn.Conv2d"
     summary = "2-D convolution over a C×H×W input; `in_channels` is inferred."
     formula_doc = ("H_out = ⌊(H + 2·padding − dilation·(kernel − 1) − 1)/stride⌋ + 1 (PyTorch Conv2d docs); "
