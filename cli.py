@@ -9,17 +9,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Declarative CNN specs: check shapes statically, train, export to ONNX, run.")
 _state = {"debug": False}
-
-
-def _console(stderr: bool = False) -> Console:
-    # Off a terminal (CI, pipes) rich would wrap at 80 columns and mangle the table.
-    probe = Console(stderr=stderr)
-    return Console(stderr=stderr, width=None if probe.is_terminal else 200, soft_wrap=False)
 
 
 @app.callback()
@@ -42,12 +35,12 @@ def check(
         report = netspec.check(netspec.load(spec, overrides=set_, input=input))
     except netspec.SpecError as error:
         if error.partial_report is not None and not as_json:
-            print_report(error.partial_report, _console(), title=f"{error.partial_report.name}: up to the error")
+            print_report(error.partial_report, title=f"{error.partial_report.name}: up to the error")
         raise
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
-        print_report(report, _console())
+        print_report(report)
 
 
 @app.command()

@@ -24,8 +24,9 @@ imports or heap (this parent process never imports torch, torchinfo or netspec):
                  barely affected. Pinned to one thread, torchinfo is immune to that and within ~2%
                  of its quiet-machine time, so this row is the stable, conservative comparison.
   Wall time is perf_counter around spawn + exit. A time target passes only if it holds for every
-  ratio shown: medians, minima (each side's least-disturbed run) and the 1-thread row. Peak memory is the child's own peak resident set
-  size, taken from the rusage that os.wait4() returns for exactly that child. (Deltas of
+  ratio shown: medians, minima (each side's least-disturbed run) and the 1-thread row.
+  Peak memory is the child's own peak resident set size, taken from the rusage that os.wait4()
+  returns for exactly that child. (Deltas of
   getrusage(RUSAGE_CHILDREN).ru_maxrss are wrong for this: for RUSAGE_CHILDREN the kernel reports
   the max over all children waited for so far, so after the first torchinfo child every later
   reading is that child's peak.)

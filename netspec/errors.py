@@ -8,7 +8,7 @@ A layer's shape rule raises a plain `ShapeError` without any location: the graph
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 
 

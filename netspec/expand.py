@@ -6,7 +6,6 @@ the caller raises a single SpecError at the end.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -19,7 +18,7 @@ from netspec.graph import LayerNode, Node, Origin, SeqNode
 from netspec.layers import REGISTRY
 from netspec.layers.base import describe
 from netspec.macros import MACROS
-from netspec.source import YMap, YSeq, mark_of
+from netspec.source import YMap, mark_of
 from netspec.validation import validate
 
 MAX_LAYERS = 100_000

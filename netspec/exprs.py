@@ -83,7 +83,7 @@ def _substitute_text(text: str, scope: Mapping[str, Any]) -> Any:
 def lookup(name: str, scope: Mapping[str, Any]) -> Any:
     if name not in scope:
         known = ", ".join(f"`{k}`" for k in sorted(scope)) or "none"
-        hint = did_you_mean(name, scope) or f"declare it under `vars:` (or a block's `params:`)"
+        hint = did_you_mean(name, scope) or "declare it under `vars:` (or a block's `params:`)"
         raise SubstitutionError(f"`${name}` is not a parameter or var here (known: {known})", hint)
     return scope[name]
 

@@ -29,7 +29,7 @@ LayerList = Annotated[Any, PlainValidator(_layer_list), WithJsonSchema(LAYER_LIS
 
 
 class Macro(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
     kind: ClassVar[str]
     primary: ClassVar[str | None] = None

@@ -1,10 +1,8 @@
-"""Printing a Report as a rich table with totals (the `netspec check` output)."""
+"""Printing a Report as a text table with totals (the `netspec check` output)."""
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+import sys
 
 from netspec import symbolic as sym
 from netspec.layers.base import shape_text
@@ -35,23 +33,33 @@ def _count(value: Dim) -> str:
     return f"{value:,}" if isinstance(value, int) else sym.fmt(value)
 
 
-def table(report: Report, title: str | None = None) -> Table:
-    grid = Table(title=title, show_lines=False, header_style="bold", expand=False)
-    grid.add_column("#", justify="right", no_wrap=True)
-    grid.add_column("layer", no_wrap=True)
-    grid.add_column("line", justify="right", no_wrap=True)
-    grid.add_column("output", no_wrap=True)
-    grid.add_column("formula", min_width=30)
-    symbolic = bool(report.symbols)
-    grid.add_column("params", justify="right", no_wrap=not symbolic, max_width=32 if symbolic else None)
-    grid.add_column("MACs", justify="right", no_wrap=not symbolic, max_width=32 if symbolic else None)
+COLUMNS = ("#", "layer", "line", "output", "formula", "params", "MACs")
+RIGHT_ALIGNED = {"#", "line", "params", "MACs"}
+
+
+def table_rows(report: Report) -> list[tuple[str, ...]]:
+    rows = []
     for row in report.rows:
-        label = "  " * row.depth + row.label
-        style = None if row.leaf else "dim"
         output = shape_text(row.output) if row.output is not None else "?"
-        grid.add_row(str(row.index), escape(label), str(row.line or ""), escape(output), escape(row.formula),
-                     _count(row.params), _count(row.macs), style=style)
-    return grid
+        rows.append((str(row.index), "  " * row.depth + row.label, str(row.line or ""), output,
+                     row.formula, _count(row.params), _count(row.macs)))
+    return rows
+
+
+def table(report: Report, bold: bool = False) -> str:
+    """The per-layer table as plain text (drawn by hand: rich.Table costs ~0.2 s for ResNet-50)."""
+    rows = table_rows(report)
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(COLUMNS)]
+
+    def line(cells) -> str:
+        padded = [c.rjust(w) if h in RIGHT_ALIGNED else c.ljust(w) for c, w, h in zip(cells, widths, COLUMNS)]
+        return "  ".join(padded).rstrip()
+
+    header = line(COLUMNS)
+    if bold:
+        header = f"\033[1m{header}\033[0m"
+    rule = "  ".join("─" * w for w in widths)
+    return "\n".join([header, rule, *(line(r) for r in rows), rule])
 
 
 def totals(report: Report) -> list[str]:
@@ -70,7 +78,8 @@ def totals(report: Report) -> list[str]:
     return lines
 
 
-def print_report(report: Report, console: Console, title: str | None = None) -> None:
-    console.print(table(report, title=title or report.name))
-    for line in totals(report):
-        console.print(escape(line), highlight=False)
+def print_report(report: Report, stream=None, title: str | None = None) -> None:
+    stream = stream or sys.stdout
+    bold = stream.isatty() if hasattr(stream, "isatty") else False
+    text = [title or report.name, table(report, bold=bold), *totals(report)]
+    stream.write("\n".join(text) + "\n")

@@ -14,14 +14,14 @@ from typing_extensions import Annotated
 
 from netspec.config import TrainConfig
 from netspec.errors import Diagnostic, Mark, SpecError, did_you_mean
-from netspec.expand import IDENTIFIER, NODE_KEYS, REQUIRED, Block, Expander, Identifier, Scope
+from netspec.expand import IDENTIFIER, NODE_KEYS, Block, Expander, Identifier, Scope
 from netspec.exprs import SubstitutionError, substitute
 from netspec.graph import LayerNode, Node, Origin, ParallelNode, ResidualNode, SeqNode
 from netspec.layers import REGISTRY
 from netspec.layers.base import describe
 from netspec.macros import MACROS, LayerList
-from netspec.source import YMap, YSeq, key_mark_of, load_yaml_file, mark_of, parse_yaml
-from netspec.symbolic import Dim, Expr
+from netspec.source import YMap, key_mark_of, load_yaml_file, mark_of, parse_yaml
+from netspec.symbolic import Expr
 from netspec.validation import validate
 
 MAX_INCLUDE_DEPTH = 16
@@ -297,7 +297,7 @@ def _check_arity(node: Node, where: str, diagnostics: list[Diagnostic]) -> None:
     count = len(node.sources) if node.sources is not None else 1
     if variadic and count < 2:
         diagnostics.append(Diagnostic(node.origin.mark, where, f"{node.kind} combines two or more inputs",
-                                      f"name them: `from: [a, b]`"))
+                                      "name them: `from: [a, b]`"))
     elif not variadic and count != 1:
         diagnostics.append(Diagnostic(node.from_mark or node.origin.mark, where,
                                       f"{node.kind} takes one input, `from:` lists {count}",

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, PlainValidator, PositiveInt, NonNega
 from pydantic_core import PydanticCustomError
 
 from netspec.errors import ShapeError
-from netspec.symbolic import Dim, Expr, fmt, product
+from netspec.symbolic import Dim, fmt, product
 
 Shape = tuple  # tuple[Dim, ...], the batch dimension excluded
 
@@ -78,7 +78,7 @@ class InferContext:
 class Layer(BaseModel):
     """Base of every layer type. Subclasses set `kind` and define fields."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
     kind: ClassVar[str]
     primary: ClassVar[str | None] = None  # field filled by the short form `linear: 120`

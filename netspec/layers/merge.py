@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from netspec import symbolic as sym
 from netspec.errors import ShapeError
 from netspec.layers.base import InferContext, Layer, LayerInfo, Shape, register, shape_text
@@ -28,6 +30,17 @@ def broadcast(shapes: list[Shape], kind: str, ctx: InferContext) -> Shape:
 class _Elementwise(Layer):
     arity = None
     formula_doc = "shapes equal, or broadcast as in PyTorch (a size-1 axis stretches); no parameters"
+    operator: ClassVar[str]  # how the formula column joins the input shapes
+    module_name: ClassVar[str]  # the netspec.modules class that computes it
+
+    def infer(self, inputs: list[Shape], ctx: InferContext) -> LayerInfo:
+        shape = broadcast(inputs, self.kind, ctx)
+        return LayerInfo(shape, f" {self.operator} ".join(shape_text(s) for s in inputs))
+
+    def build(self, inputs: list[Shape], output: Shape):
+        from netspec import modules
+
+        return getattr(modules, self.module_name)()
 
 
 @register
@@ -37,15 +50,8 @@ class Add(_Elementwise):
     summary = "Elementwise sum of the inputs named in `from:` (a hand-written skip connection)."
     example = ("- conv: {out: 8, kernel: 3, padding: 1}\n  name: a\n- conv: {out: 8, kernel: 3, padding: 1}\n"
                "  name: b\n- add:\n  from: [a, b]")
-
-    def infer(self, inputs: list[Shape], ctx: InferContext) -> LayerInfo:
-        shape = broadcast(inputs, self.kind, ctx)
-        return LayerInfo(shape, " + ".join(shape_text(s) for s in inputs))
-
-    def build(self, inputs: list[Shape], output: Shape):
-        from netspec.modules import Add as AddModule
-
-        return AddModule()
+    operator = "+"
+    module_name = "Add"
 
 
 @register
@@ -55,15 +61,8 @@ class Mul(_Elementwise):
     summary = "Elementwise product of the inputs (C×1×1 gates broadcast over H×W)."
     example = ("- conv: {out: 8, kernel: 3, padding: 1}\n  name: features\n- global_avgpool\n- sigmoid:\n"
                "  name: gate\n- mul:\n  from: [features, gate]")
-
-    def infer(self, inputs: list[Shape], ctx: InferContext) -> LayerInfo:
-        shape = broadcast(inputs, self.kind, ctx)
-        return LayerInfo(shape, " ⊙ ".join(shape_text(s) for s in inputs))
-
-    def build(self, inputs: list[Shape], output: Shape):
-        from netspec.modules import Mul as MulModule
-
-        return MulModule()
+    operator = "⊙"
+    module_name = "Mul"
 
 
 @register

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, confloat
 
 from netspec import symbolic as sym
-from netspec.layers.base import InferContext, Layer, LayerInfo, Shape, register, require_rank, shape_text
+from netspec.layers.base import InferContext, Layer, LayerInfo, Shape, register, require_rank
 
 Probability = confloat(ge=0, lt=1)
 

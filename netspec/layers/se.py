@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveInt
 
-from netspec import symbolic as sym
 from netspec.errors import ShapeError
 from netspec.layers.base import InferContext, Layer, LayerInfo, Shape, register, require_rank
 

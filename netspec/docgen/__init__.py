@@ -1,0 +1,35 @@
+"""Generate docs/spec-language.md from the layer registry, the macros and the spec models.
+
+Every layer section (fields, types, defaults, formulas, the example and the numbers
+`netspec check` prints for it) is rendered from the classes themselves, and every example
+is run through `netspec.check`, so the reference cannot drift from the code.
+tests/test_docs.py fails when the committed file differs from this output. Regenerate with
+
+    python -m netspec.docgen > docs/spec-language.md
+"""
+
+from __future__ import annotations
+
+from netspec.docgen.fields import REGENERATE, example_spec, short_form, type_text  # noqa: F401 (used by tests)
+from netspec.docgen.guide import (blocks_section, conventions_section, entries_section, expressions_section,
+                                  introduction, symbolic_section, train_section)
+from netspec.docgen.reference import reference
+
+
+
+def spec_language_markdown() -> str:
+    """The full docs/spec-language.md text."""
+    parts = [
+        introduction(),
+        entries_section(),
+        expressions_section(),
+        blocks_section(),
+        train_section(),
+        symbolic_section(),
+        conventions_section(),
+        reference(),
+    ]
+    lines = [line for part in parts for line in part]
+    while lines and lines[-1] == "":
+        lines.pop()
+    return "\n".join(lines) + "\n"
