@@ -22,6 +22,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/check_vs_torchinfo.py
+	$(PY) benchmarks/build_overhead.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache build *.egg-info

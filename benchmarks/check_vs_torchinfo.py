@@ -60,13 +60,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import machine, print_table  # benchmarks/common.py (the script's own folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "specs" / "imagenet" / "resnet50.yaml"
@@ -247,27 +248,6 @@ def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
 
-def print_table(rows: list[tuple[str, str, str, str, str, str]]) -> None:
-    header = ("case", "netspec", "torchinfo", "ratio ti/ns", "target", "result")
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-    print(line(header))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in rows:
-        print(line(row))
-
-
-def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        for ln in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if ln.startswith("Model name:"):
-                cpu = ln.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
-
-
 # ---------------------------------------------------------------------------------------------
 
 
@@ -355,7 +335,7 @@ def main() -> int:
     add("huge: params", f"{hg['params']:,}", "n/a", None, "= 2,000,002,000,000", hg["params"] == HUGE_PARAMS)
 
     print()
-    print_table(rows)
+    print_table(("case", "netspec", "torchinfo", "ratio ti/ns", "target", "result"), rows)
     print("times and ratios: median (min); ratio = torchinfo / netspec; a time target must hold for every ratio")
     print()
     print(f"netspec in process: tracemalloc peak {fm(ns['tracemalloc_peak_bytes'])} (resnet50), "

@@ -15,3 +15,13 @@ from netspec.spec import Spec, load, loads
 __version__ = "0.1.0"
 
 __all__ = ["SpecError", "Spec", "Report", "load", "loads", "check", "__version__"]
+
+
+def build(spec):
+    """Build the torch.nn.Module for a spec (a `Spec` or a path); imports torch on first use."""
+    from netspec.compiler import build as build_module
+
+    return build_module(spec)
+
+
+__all__.append("build")

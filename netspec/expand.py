@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints
 from typing_extensions import Annotated
 
 from netspec.errors import Diagnostic, Mark, did_you_mean
 from netspec.exprs import SubstitutionError, substitute
 from netspec.graph import LayerNode, Node, Origin, SeqNode
+from netspec.init import Rule, looks_like_kind_rules, parse_kind_rules, parse_rule, weighted_kinds
 from netspec.layers import REGISTRY
 from netspec.layers.base import describe
 from netspec.macros import MACROS
@@ -23,7 +24,7 @@ from netspec.validation import validate
 
 MAX_LAYERS = 100_000
 MAX_REPEAT = 10_000
-NODE_KEYS = ("name", "from", "repeat", "trainable")
+NODE_KEYS = ("name", "from", "repeat", "trainable", "init")
 REQUIRED = "required"
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER)]
@@ -39,6 +40,15 @@ ALIASES = {
 }
 
 
+def _node_init(value):
+    if looks_like_kind_rules(value):
+        return parse_kind_rules(value, weighted_kinds())
+    return parse_rule(value)
+
+
+NodeInit = Annotated[Any, PlainValidator(_node_init, json_schema_input_type=Union[str, dict[str, Any]])]
+
+
 class NodeKeys(BaseModel):
     """Keys that may sit beside a layer's type key."""
 
@@ -49,6 +59,8 @@ class NodeKeys(BaseModel):
         None, alias="from", description="input node name(s); default: the previous node")
     repeat: int = Field(1, ge=1, le=MAX_REPEAT, description="stack this node N times")
     trainable: bool = Field(True, description="false freezes this node's parameters")
+    init: Optional[NodeInit] = Field(None, description="initialisation: a rule for this layer, or "
+                                     "{layer type: rule} for the layers inside a block or macro")
 
 
 @dataclass
@@ -137,6 +149,12 @@ class Expander:
                 return None
             copies.append(node)
         node = copies[0] if keys.repeat == 1 else SeqNode(origin, label=f"{kind}×{keys.repeat}", nodes=copies)
+        if isinstance(keys.init, Rule) and not isinstance(node, LayerNode):
+            self.error(keys_yaml.value_marks.get("init", origin.mark), f"{origin.path} {kind}",
+                       f"`init:` on {kind} (several layers) maps layer types to rules",
+                       "e.g. init: {conv: kaiming_normal, bn: {weight: ones}}")
+            return None
+        node.init = keys.init
         node.name = keys.name
         node.sources = [keys.from_] if isinstance(keys.from_, str) else keys.from_
         node.trainable = keys.trainable

@@ -8,7 +8,7 @@ take its input(s) from earlier named nodes of the same list (`from:`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 from netspec.errors import Mark
 from netspec.layers.base import Layer
@@ -36,6 +36,7 @@ class Node:
     sources: list[str] | None = None  # `from:`; None means "the previous node"
     trainable: bool = True
     from_mark: Mark | None = None  # where `from:` was written, for reference errors
+    init: Any = None  # netspec.init.Rule for a layer, or {kind: Rule} for what is inside
 
     @property
     def kind(self) -> str:

@@ -31,6 +31,15 @@ class Inferred:
     sources: list[int] = field(default_factory=list)  # in a seq: earlier item indices, -1 = the seq input
     shortcut: "Inferred | None" = None  # residual: None means identity
     merge: Any = None  # parallel: the merge Layer instance
+    module: Any = None  # set by netspec.compiler: the torch module built for this node
+
+    def walk(self):
+        """This node and every node under it (children, then the shortcut), depth first."""
+        yield self
+        for child in self.children:
+            yield from child.walk()
+        if self.shortcut is not None:
+            yield from self.shortcut.walk()
 
 
 def check(spec: Spec) -> Report:
@@ -162,6 +171,14 @@ class Walker:
         paths = [self.seq(p, inputs, depth, trainable) for p in node.paths]
         merge = REGISTRY[node.merge]()
         self.ctx.origin = node.origin
+        shapes = [p.output for p in paths]
+        if node.merge == "add" and any(s != shapes[0] for s in shapes):
+            if all(isinstance(d, int) for s in shapes for d in s):
+                raise self.failure(node.origin, "parallel (merge: add)", ShapeError(
+                    "add needs equal shapes, got " + " and ".join(shape_text(s) for s in shapes)))
+            for other in shapes[1:]:
+                for axis, (a, b) in enumerate(zip(shapes[0], other)):
+                    self.ctx.equal(a, b, f"parallel paths differ along axis {axis}")
         try:
             info = merge.infer([p.output for p in paths], self.ctx)
         except ShapeError as e:

@@ -16,6 +16,7 @@ from netspec.config import TrainConfig
 from netspec.errors import Diagnostic, Mark, SpecError, did_you_mean
 from netspec.expand import IDENTIFIER, NODE_KEYS, Block, Expander, Identifier, Scope
 from netspec.exprs import SubstitutionError, substitute
+from netspec.init import parse_kind_rules, weighted_kinds
 from netspec.graph import LayerNode, Node, Origin, ParallelNode, ResidualNode, SeqNode
 from netspec.layers import REGISTRY
 from netspec.layers.base import describe
@@ -32,6 +33,10 @@ def _input_dims(value):
     if not isinstance(value, list) or len(value) not in (1, 2, 3):
         raise PydanticCustomError("input", "expected [C, H, W] (or [features]), got {got}", {"got": describe(value)})
     return value
+
+
+SpecInit = Annotated[Any, PlainValidator(lambda v: parse_kind_rules(v, weighted_kinds()),
+                                         json_schema_input_type=dict[str, Any])]
 
 
 class BlockDef(BaseModel):
@@ -58,6 +63,7 @@ class SpecFile(BaseModel):
     include: list[str] = Field(default_factory=list, description="files whose `blocks:` are imported")
     train: Optional[TrainConfig] = None
     labels: Optional[list[str]] = Field(None, description="class names, in output order")
+    init: Optional[SpecInit] = Field(None, description="initialisation by layer type: {conv: kaiming_normal, ...}")
 
 
 @dataclass
@@ -74,6 +80,7 @@ class Spec:
     labels: list[str] | None
     input_mark: Mark | None = None
     symbols: list[str] = field(default_factory=list)
+    init: dict = field(default_factory=dict)  # layer type → netspec.init.Rule
 
     @property
     def sha256(self) -> str:
@@ -128,7 +135,7 @@ def _load_tree(root: Any, text: str, display: str, path: Path, overrides, input_
     if diagnostics:
         raise SpecError(diagnostics)
     return Spec(header.name, dims, top, path, text, values, header.train, header.labels,
-                root.value_marks.get("input"), symbols)
+                root.value_marks.get("input"), symbols, header.init or {})
 
 
 # -- blocks and include ---------------------------------------------------------------------------

@@ -177,7 +177,7 @@ def explain(err: dict, model: type[BaseModel], data: Any, loc: tuple) -> tuple[s
     message = err["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
-    return f"`{field}` {message}" if field else message, None
+    return f"`{field}`: {message}" if field else message, None
 
 
 def _literal_options(expected: str) -> list[str]:

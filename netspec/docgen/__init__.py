@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from netspec.docgen.fields import REGENERATE, example_spec, short_form, type_text  # noqa: F401 (used by tests)
 from netspec.docgen.guide import (blocks_section, conventions_section, entries_section, expressions_section,
-                                  introduction, symbolic_section, train_section)
+                                  init_section, introduction, symbolic_section, train_section)
 from netspec.docgen.reference import reference
 
 
@@ -24,6 +24,7 @@ def spec_language_markdown() -> str:
         entries_section(),
         expressions_section(),
         blocks_section(),
+        init_section(),
         train_section(),
         symbolic_section(),
         conventions_section(),

@@ -19,6 +19,7 @@ TOP_LEVEL_NOTES = {
     "vars": "see [Parameters and expressions](#parameters-and-expressions)",
     "include": "see [`include:`](#include)",
     "train": "defaults for `netspec train`; see [`train:`](#train)",
+    "init": "see [`init:`](#init)",
     "description": "free text, for people",
 }
 
@@ -132,7 +133,7 @@ def introduction() -> list[str]:
         "",
         "Contents: [A spec file](#a-spec-file) · [Layer entries](#layer-entries) · "
         "[Parameters and expressions](#parameters-and-expressions) · [User blocks](#user-blocks) · "
-        "[`include:`](#include) · [`train:`](#train) · [Symbolic input](#symbolic-input) · "
+        "[`include:`](#include) · [`init:`](#init) · [`train:`](#train) · [Symbolic input](#symbolic-input) · "
         "[Counting conventions](#counting-conventions) · [Layer reference](#layer-reference)",
         "",
         "## A spec file",
@@ -272,6 +273,53 @@ def blocks_section() -> list[str]:
         "`specs/blocks/resnet.yaml` this way.",
         "",
     ]
+    return out
+
+
+INIT_SPEC = """\
+name: init_demo
+input: [3, 32, 32]
+init:                           # by layer type, for the whole network
+  conv: {kaiming_normal: {mode: fan_out, nonlinearity: relu}}
+  linear: {weight: {normal: {std: 0.01}}, bias: zeros}
+layers:
+  - conv: {out: 16, kernel: 3, padding: 1, bias: false}
+  - bn
+  - relu
+  - residual:
+      body:
+        - conv: {out: 16, kernel: 3, padding: 1, bias: false}
+        - bn:
+          init: {weight: zeros}       # on one layer: a rule for it (zero-init residual)
+    init: {conv: xavier_uniform}      # on a macro or block: by layer type, inside it
+  - global_avgpool
+  - flatten
+  - linear: 10
+"""
+
+
+def init_section() -> list[str]:
+    from netspec.init import INITIALIZERS
+
+    names = ", ".join(f"`{name}`" for name in INITIALIZERS)
+    out = [
+        "## `init:`",
+        "",
+        "Weight initialisation, applied by `netspec build` (and everything built on it) after each "
+        "module is created with PyTorch's default initialisation. A **rule** is an initializer for "
+        "the weight, or `{weight: …, bias: …}`; an **initializer** is a name, or a one-key mapping "
+        f"with its arguments (defaults are `torch.nn.init`'s): {names}.",
+        "",
+        "- top-level `init:` maps layer types with weights (conv, linear, bn, ln, gn, se) to rules;",
+        "- `init:` on a layer node is a rule for that layer;",
+        "- `init:` on a block, macro or repeated node maps layer types to rules for the layers inside it.",
+        "",
+        "The innermost setting wins. `kaiming_*`, `xavier_*` and `orthogonal` need a weight with at "
+        "least two dimensions (conv, linear), so using them on `bn` is an error at build time, pointing "
+        "at the node. Unset layers keep PyTorch's defaults (BatchNorm: weight 1, bias 0).",
+        "",
+    ]
+    out += _yaml_block(INIT_SPEC)
     return out
 
 

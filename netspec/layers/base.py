@@ -83,6 +83,7 @@ class Layer(BaseModel):
     kind: ClassVar[str]
     primary: ClassVar[str | None] = None  # field filled by the short form `linear: 120`
     arity: ClassVar[int | None] = 1  # number of inputs; None = two or more (merges)
+    has_weights: ClassVar[bool] = False  # owns parameters that `init:` can set
     torch_equivalent: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     formula_doc: ClassVar[str] = ""
@@ -196,7 +197,10 @@ def sliding_window(label: str, size: Dim, kernel: int, stride: int, pad: int, di
 
     effective = dilation * (kernel - 1) + 1
     padded = sym.add(size, 2 * pad)
-    ctx.at_least(sym.sub(padded, effective), 0,
+    # Without ceil_mode the window must fit; with it, a window may overhang as long as it starts
+    # inside the padded input (⌈(padded − effective)/stride⌉ + 1 ≥ 1).
+    slack = stride - 1 if ceil_mode else 0
+    ctx.at_least(sym.add(sym.sub(padded, effective), slack), 0,
                  f"{what} {effective} is larger than the padded input {fmt(padded)} along {label} "
                  f"({fmt(size)} + 2·{pad})")
     numerator = sym.sub(padded, effective)
@@ -205,6 +209,8 @@ def sliding_window(label: str, size: Dim, kernel: int, stride: int, pad: int, di
     if ceil_mode and isinstance(out, int) and isinstance(size, int) and (out - 1) * stride >= size + pad:
         out -= 1
         note = " − 1 (last window starts in the padding)"
+        if out < 1:
+            raise ShapeError(f"{what} {effective} leaves no output along {label} (input {size}, padding {pad})")
     elif ceil_mode and not isinstance(out, int) and pad + stride > effective:
         note = " (ceil_mode's last-window rule is not tracked symbolically)"
     term = f"{kernel}" if dilation == 1 else f"{dilation}·({kernel} − 1) − 1"

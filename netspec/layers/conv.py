@@ -16,6 +16,7 @@ from netspec.layers.base import (InferContext, Layer, LayerInfo, Padding, Positi
 @register
 class Conv(Layer):
     kind = "conv"
+    has_weights = True
     torch_equivalent = "torch.nn.Conv2d"
     summary = "2-D convolution over a C×H×W input; `in_channels` is inferred."
     formula_doc = ("H_out = ⌊(H + 2·padding − dilation·(kernel − 1) − 1)/stride⌋ + 1 (PyTorch Conv2d docs); "
@@ -43,6 +44,16 @@ class Conv(Layer):
             return tuple(d * (k - 1) // 2 for d, k in zip(self.dilation, self.kernel))
         return self.padding
 
+    def check_padding_mode(self, axis: str, size, pad: int, ctx: InferContext) -> None:
+        """torch.nn.functional.pad: reflect needs pad < size, circular pad ≤ size; zeros and
+        replicate take any padding."""
+        if self.padding_mode not in ("reflect", "circular") or pad == 0:
+            return
+        least = 1 if self.padding_mode == "reflect" else 0
+        ctx.at_least(sym.sub(size, pad), least,
+                     f"{self.padding_mode} padding {pad} needs an input larger than {pad - least} along {axis}, "
+                     f"got {sym.fmt(size)}")
+
     def infer(self, inputs: list[Shape], ctx: InferContext) -> LayerInfo:
         channels, height, width = require_rank(inputs, 3, "conv", "a C×H×W feature map",
                                                "conv works on images; use `linear` on vectors")
@@ -57,14 +68,13 @@ class Conv(Layer):
             for axis, size, k, d in (("H", height, self.kernel[0], self.dilation[0]),
                                      ("W", width, self.kernel[1], self.dilation[1])):
                 ctx.at_least(size, 1, f"input {axis} must be at least 1")
+                total = d * (k - 1)  # torch pads total//2 before and the rest after
+                self.check_padding_mode(axis, size, total - total // 2, ctx)
             formula = f"H = {sym.fmt(height)}, W = {sym.fmt(width)} (same padding)"
         else:
             ph, pw = self.pads()
-            if self.padding_mode != "zeros":
-                for axis, size, p in (("H", height, ph), ("W", width, pw)):
-                    ctx.at_least(sym.sub(size, p), 1 if self.padding_mode == "reflect" else 0,
-                                 f"{self.padding_mode} padding {p} needs a larger input along {axis} "
-                                 f"than {sym.fmt(size)}")
+            for axis, size, p in (("H", height, ph), ("W", width, pw)):
+                self.check_padding_mode(axis, size, p, ctx)
             out_h, h_text = sliding_window("H", height, self.kernel[0], self.stride[0], ph,
                                            self.dilation[0], False, ctx, "dilated kernel" if self.dilation[0] > 1 else "kernel")
             out_w, w_text = sliding_window("W", width, self.kernel[1], self.stride[1], pw,

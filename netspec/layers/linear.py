@@ -12,6 +12,7 @@ from netspec.layers.base import InferContext, Layer, LayerInfo, Shape, register,
 @register
 class Linear(Layer):
     kind = "linear"
+    has_weights = True
     primary = "out"
     torch_equivalent = "torch.nn.Linear"
     summary = "Fully connected layer on a vector; `in_features` is inferred, never written."

@@ -10,7 +10,13 @@ from netspec.layers.base import InferContext, Layer, LayerInfo, Shape, register,
 
 
 def broadcast(shapes: list[Shape], kind: str, ctx: InferContext) -> Shape:
-    """PyTorch broadcasting (trailing axes aligned; a size-1 axis stretches)."""
+    """PyTorch broadcasting (a size-1 axis stretches) between inputs of the same rank.
+
+    Ranks must match: with the batch axis in front, torch would align a vector's features with
+    a feature map's W axis and mix samples."""
+    if len({len(s) for s in shapes}) > 1:
+        raise ShapeError(f"{kind} needs inputs of the same rank, got " + " and ".join(shape_text(s) for s in shapes),
+                         "flatten the feature map, or pool it to C×1×1 first")
     rank = max(len(s) for s in shapes)
     padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
     out = []

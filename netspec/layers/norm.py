@@ -13,6 +13,7 @@ from netspec.layers.base import InferContext, Layer, LayerInfo, Shape, register,
 @register
 class BatchNorm(Layer):
     kind = "bn"
+    has_weights = True
     torch_equivalent = "torch.nn.BatchNorm1d / BatchNorm2d (by input rank)"
     summary = "Batch normalisation over the channel axis (features for vectors)."
     formula_doc = ("shape unchanged; params = 2·C (weight, bias) when affine; "
@@ -44,6 +45,7 @@ class BatchNorm(Layer):
 @register
 class LayerNorm(Layer):
     kind = "ln"
+    has_weights = True
     torch_equivalent = "torch.nn.LayerNorm"
     summary = "Layer normalisation over every non-batch axis (C×H×W or the feature vector)."
     formula_doc = "shape unchanged; params = 2·numel(input) when elementwise_affine"
@@ -69,6 +71,7 @@ class LayerNorm(Layer):
 @register
 class GroupNorm(Layer):
     kind = "gn"
+    has_weights = True
     primary = "groups"
     torch_equivalent = "torch.nn.GroupNorm"
     summary = "Group normalisation: channels split into `groups` normalised groups."

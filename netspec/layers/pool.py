@@ -35,7 +35,7 @@ class _WindowPool(Layer):
         texts, outs = [], []
         for axis, size, k, s, p, d in zip("HW", (height, width), self.kernel, self.strides(),
                                           self.padding, self.dilations()):
-            if p > (d * (k - 1) + 1) // 2:
+            if p > k // 2:  # torch checks the plain kernel, even when dilated
                 raise ShapeError(f"padding {p} is more than half the {k}-wide window along {axis} "
                                  "(PyTorch rejects it)")
             out, text = sliding_window(axis, size, k, s, p, d, self.ceil_mode, ctx, "window")

@@ -11,6 +11,7 @@ from netspec.layers.base import InferContext, Layer, LayerInfo, Shape, register,
 @register
 class SqueezeExcite(Layer):
     kind = "se"
+    has_weights = True
     primary = "reduction"
     torch_equivalent = "SELayer: AdaptiveAvgPool2d(1) → Linear(C, C//r) → ReLU → Linear(C//r, C) → Sigmoid → x·s"
     summary = "Squeeze-and-excitation: rescales each channel by a gate computed from the global mean."

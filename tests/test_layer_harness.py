@@ -1,0 +1,75 @@
+"""One harness for every registered layer and macro (the registry is the list).
+
+For each kind's documented example: the static shape of every node equals the shape its
+built module produces on a real tensor; static params and buffers equal the module's; and
+the static MACs equal torch's FlopCounterMode / 2 (conv, linear: the matmul-like ops).
+A new layer is tested here automatically.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import netspec
+from netspec.compiler import build_with_report
+from netspec.docgen import example_spec
+from netspec.layers import REGISTRY
+from netspec.macros import MACROS
+
+KINDS = {**REGISTRY, **MACROS}
+
+
+def runtime_shapes(model, tree, x):
+    """Run `model` on `x`; return [(inferred, runtime shape without batch)] for every node."""
+    seen, handles = [], []
+    for node in tree.walk():
+        def hook(module, args, output, node=node):
+            seen.append((node, tuple(output.shape[1:])))
+        handles.append(node.module.register_forward_hook(hook))
+    try:
+        model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_static_shapes_equal_runtime_shapes(kind):
+    spec = netspec.loads(example_spec(KINDS[kind]), f"{kind}.yaml")
+    model, report = build_with_report(spec)
+    x = torch.randn(2, *spec.input)
+    seen = runtime_shapes(model.train(), report.tree, x)
+    assert len({id(n) for n, _ in seen}) == sum(1 for _ in report.tree.walk())
+    for node, shape in seen:
+        assert shape == tuple(node.output), f"{node.node.origin.path} {node.node.kind}"
+    assert tuple(model(x).shape[1:]) == report.output
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_static_params_and_buffers_equal_the_module(kind):
+    model, report = build_with_report(netspec.loads(example_spec(KINDS[kind]), f"{kind}.yaml"))
+    assert report.params == sum(p.numel() for p in model.parameters())
+    assert report.trainable_params == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert report.buffers == sum(b.numel() for b in model.buffers())
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_static_macs_equal_torch_flop_counter(kind):
+    spec = netspec.loads(example_spec(KINDS[kind]), f"{kind}.yaml")
+    model, report = build_with_report(spec)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.eval()(torch.randn(1, *spec.input))
+    assert counter.get_total_flops() == 2 * report.macs
+
+
+def test_every_kind_is_exercised():
+    assert {k for k in KINDS if KINDS[k].example} == set(KINDS)
