@@ -15,14 +15,18 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+DEMO_RUN := runs/demo-lenet
+
 demo: $(STAMP)
 	$(VENV)/bin/netspec check specs/lenet.yaml
-	$(VENV)/bin/netspec check specs/imagenet/resnet50.yaml
-	$(VENV)/bin/netspec check specs/lenet.yaml --input 1xHxW
+	rm -rf $(DEMO_RUN)
+	$(VENV)/bin/netspec train specs/lenet.yaml --data digits --out $(DEMO_RUN)
+	$(VENV)/bin/netspec eval $(DEMO_RUN)
 
 bench: $(STAMP)
 	$(PY) benchmarks/check_vs_torchinfo.py
 	$(PY) benchmarks/build_overhead.py
+	$(PY) benchmarks/train_throughput.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache build *.egg-info

@@ -44,6 +44,68 @@ def check(
 
 
 @app.command()
+def train(
+    spec: Path = typer.Argument(..., help="the spec file"),
+    data: Optional[str] = typer.Option(None, "--data", help="mnist|fashion_mnist|cifar10|cifar100|digits|folder:PATH|synthetic"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="dataset directory (default ~/.cache/netspec)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="global batch size"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="peak learning rate"),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd|adam|adamw"),
+    momentum: Optional[float] = typer.Option(None, "--momentum"),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay"),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="none|step|cosine|onecycle|warmup"),
+    warmup_epochs: Optional[float] = typer.Option(None, "--warmup-epochs"),
+    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing"),
+    pad: Optional[int] = typer.Option(None, "--pad", help="augment: pad then random-crop (CIFAR: 4)"),
+    flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="augment: random horizontal flip"),
+    normalize: Optional[bool] = typer.Option(None, "--normalize/--no-normalize", help="normalise with the data's mean/std"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto|cpu|cuda"),
+    amp: Optional[str] = typer.Option(None, "--amp", help="none|bf16|fp16 (fp16 needs CUDA)"),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last"),
+    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader workers (image folders)"),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="also checkpoint every N steps"),
+    out: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/<name>-<n>)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the last run (or --out RUN_DIR)"),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="RUN_DIR or file.safetensors to start from"),
+    set_: List[str] = typer.Option([], "--set", help="override a var: name=value (repeatable)"),
+    nproc: int = typer.Option(1, "--nproc", help="processes (DistributedDataParallel: gloo on CPU, NCCL on CUDA)"),
+) -> None:
+    """Train a spec: progress, per-epoch metrics, curves, checkpoints that survive a crash."""
+    augment = {k: v for k, v in (("pad", pad), ("flip", flip), ("normalize", normalize)) if v is not None}
+    overrides = {k: v for k, v in dict(
+        data=data, data_root=data_root, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+        momentum=momentum, weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
+        label_smoothing=label_smoothing, seed=seed, device=device, amp=amp, channels_last=channels_last,
+        compile=compile_, workers=workers, checkpoint_every=checkpoint_every).items() if v is not None}
+    if augment:
+        overrides["augment"] = augment
+    if nproc > 1:
+        from netspec.distributed import launch
+
+        raise typer.Exit(launch(spec, sys.argv, nproc, out, set_, resume))
+    from netspec.trainer import train as run_training
+
+    run_training(spec, overrides, set_, out, resume, init_from)
+
+
+@app.command(name="eval")
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="a run directory written by `netspec train`"),
+    data: Optional[str] = typer.Option(None, "--data", help="evaluate on another dataset's validation split"),
+    data_root: Optional[str] = typer.Option(None, "--data-root"),
+    weights: str = typer.Option("best", "--weights", help="best|last"),
+    batch_size: int = typer.Option(256, "--batch-size"),
+) -> None:
+    """Accuracy, per-class accuracy and the confusion matrix (text, and confusion.png in the run)."""
+    from netspec.evaluate import evaluate_run
+
+    evaluate_run(run_dir, data, data_root, weights, batch_size)
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of the spec language (for editor completion)."""
     from netspec.schema import spec_json_schema
@@ -53,7 +115,7 @@ def schema() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line each and exit 2; internal errors exit 1."""
-    from netspec.errors import SpecError
+    from netspec.errors import RunStopped, SpecError
 
     try:
         app(args=argv, prog_name="netspec")  # standalone: usage errors exit 2, success raises SystemExit(0)
@@ -64,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(error.format(), file=sys.stderr)
         return 2
+    except RunStopped as stopped:
+        print(str(stopped), file=sys.stderr)
+        return stopped.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import random
 import statistics
 import sys
@@ -54,7 +53,7 @@ from torch import nn
 
 import netspec
 from netspec.weights import load_torchvision
-from common import machine, print_table  # benchmarks/common.py (the script's own folder is on sys.path)
+from common import cpu_seconds, machine, print_table  # benchmarks/common.py (the script's own folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESNET_SPEC = ROOT / "specs" / "imagenet" / "resnet18.yaml"
@@ -174,18 +173,6 @@ def max_diff(a: nn.Module, b: nn.Module, x: torch.Tensor, train: bool) -> float:
 
 def fs(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms" if seconds < 0.1 else f"{seconds * 1000:.1f} ms"
-
-
-def cpu_seconds() -> tuple[float, float] | None:
-    """(busy CPU seconds of the whole machine, CPU seconds of this process), or None off Linux."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    busy = sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait
-    own = os.times()
-    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
 
 
 def others_load(before, after, wall: float) -> str:

@@ -77,3 +77,18 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     """'did you mean `conv`?' for a misspelt name, or None when nothing is close."""
     close = difflib.get_close_matches(str(word), sorted(set(candidates)), n=1, cutoff=0.6)
     return f"did you mean `{close[0]}`?" if close else None
+
+
+class RunStopped(Exception):
+    """A run that ended early for a reason the user must see (divergence, Ctrl-C, SIGTERM).
+
+    Not a spec error: the CLI prints the message (already saying what was kept on disk) and
+    exits with `exit_code`.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code

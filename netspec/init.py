@@ -17,9 +17,9 @@ Nothing here imports torch at module level: `check` validates `init:` without it
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Optional, Union
+from typing import Any, ClassVar, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
 from pydantic_core import PydanticCustomError
 
 from netspec.errors import did_you_mean

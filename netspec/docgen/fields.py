@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from netspec import symbolic as sym
@@ -121,6 +122,8 @@ def _join(parts: list[str]) -> str:
 def type_text(cls, name: str) -> str:
     """The readable type of field `name` of a pydantic model, e.g. 'int ≥ 1 or [h, w]'."""
     field = cls.model_fields[name]
+    if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+        return "mapping"
     schema = cls.model_json_schema()["properties"][field.alias or name]
     return _join(_alternatives(schema))
 
@@ -130,6 +133,8 @@ def default_text(field) -> str:
         return "required"
     if field.default_factory is not None:
         default = field.default_factory()
+        if isinstance(default, BaseModel):
+            return "see below"
         return "`" + (_scalar(default) if not isinstance(default, dict) else "{}") + "`"
     if field.default is None or field.default is PydanticUndefined:
         return "—"

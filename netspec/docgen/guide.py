@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 
-from netspec.config import TrainConfig
+from netspec.config import Augment, TrainConfig
 from netspec.errors import SpecError
 from netspec.expand import NodeKeys
 from netspec.render import totals
@@ -23,15 +23,6 @@ TOP_LEVEL_NOTES = {
     "description": "free text, for people",
 }
 
-# Prose for `train:` keys whose TrainConfig field has no description of its own.
-TRAIN_NOTES = {
-    "epochs": "passes over the training data",
-    "batch_size": "samples per optimiser step",
-    "optimizer": "the optimiser",
-    "lr": "learning rate",
-    "momentum": "SGD momentum",
-    "weight_decay": "L2 weight decay",
-}
 
 
 # -- small renderers --------------------------------------------------------------------------------
@@ -330,7 +321,11 @@ def train_section() -> list[str]:
         "Optional defaults for `netspec train`; command-line flags override them.",
         "",
     ]
-    out += field_table(TrainConfig, headers=("key", "type", "default", "meaning"), notes=TRAIN_NOTES) + [""]
+    out += field_table(TrainConfig, headers=("key", "type", "default", "meaning")) + [""]
+    out += ["`augment:` is applied to whole batches on the training device:", ""]
+    out += field_table(Augment, headers=("key", "type", "default", "meaning")) + [""]
+    out += ["For example, CIFAR-style training: `augment: {pad: 4, flip: true}`; digits must not be "
+            "flipped, small shifts help: `augment: {pad: 2}` (as in `specs/lenet.yaml`).", ""]
     return out
 
 

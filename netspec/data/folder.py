@@ -1,0 +1,172 @@
+"""Image folders (`data: folder:PATH`): one subfolder per class, decoded lazily with Pillow.
+
+Two layouts, like torchvision's ImageFolder:
+
+    PATH/train/<class>/*.png  +  PATH/val/<class>/... (or PATH/test/<class>/...)
+    PATH/<class>/*.png        (split here: 20 % of each class held out for validation)
+
+The held-out images are chosen by a hash of each file's path relative to its root, so the split
+is the same on every run and machine: it does not depend on directory listing order or on the
+training seed (changing the seed must not leak validation images into training).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from netspec.data import Data, DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+VAL_FRACTION = 0.2
+STATS_SAMPLE = 2000  # images decoded for the per-channel mean/std
+HEADER_CHECK_LIMIT = 20_000  # up to this many files, open every header at load to catch bad files early
+LAYOUT_HINT = "put images in DIR/<class>/*.png, or DIR/train/<class>/ and DIR/val/<class>/"
+
+
+class FolderDataset(Dataset):
+    """(uint8 C×H×W tensor, int64 label) per image, at the spec's channels and size.
+
+    Plain attributes only, so DataLoader workers can pickle it.
+    """
+
+    def __init__(self, files: list[Path], labels: list[int], input_shape: tuple):
+        c, h, w = input_shape
+        self.files = files
+        self.labels = labels
+        self.mode = "L" if c == 1 else "RGB"
+        self.size = (int(h), int(w))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = decode(self.files[index], self.mode, self.size)
+        return torch.from_numpy(image), torch.tensor(self.labels[index], dtype=torch.int64)
+
+
+def decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
+    """One image file → uint8 C×H×W in `mode` ("L" or "RGB"), resized bilinearly to `size` (H, W)."""
+    from PIL import Image
+
+    from netspec.preprocess import fit_image
+
+    try:
+        with Image.open(path) as image:
+            return fit_image(image, 1 if mode == "L" else 3, *size)  # a copy, independent of the file
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError...
+        raise DataError(f"cannot read image {path}: {exc}", "replace or delete the file") from exc
+
+
+def load_folder(path: Path, input_shape: tuple, seed: int = 0) -> Data:
+    """The image folder at `path`, adapted to `input_shape`. `seed` is unused: the split is fixed."""
+    del seed
+    c = input_shape[0]
+    if c not in (1, 3):
+        raise DataError(f"image folders give 1- or 3-channel images; the spec's input has {c} channels",
+                        "use an input of 1 (grayscale) or 3 (RGB) channels")
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"no image folder at {path}", LAYOUT_HINT)
+    notes: list[str] = []
+    train_dir = path / "train"
+    val_dir = next((path / n for n in ("val", "test") if (path / n).is_dir()), None)
+    if train_dir.is_dir() and val_dir is not None:
+        classes = class_names(train_dir)
+        val_classes = class_names(val_dir)
+        if val_classes != classes:
+            extra = sorted(set(val_classes) - set(classes))
+            lacking = sorted(set(classes) - set(val_classes))
+            detail = "; ".join(filter(None, [extra and f"{val_dir.name}/ also has {', '.join(extra)}",
+                                             lacking and f"{val_dir.name}/ lacks {', '.join(lacking)}"]))
+            raise DataError(f"{val_dir} and {train_dir} have different class folders ({detail})",
+                            "give train/ and val/ the same class subfolders")
+        train, val = list_images(train_dir, classes), list_images(val_dir, classes)
+    else:
+        if val_dir is not None:  # val/ alone would otherwise be taken for a class called "val"
+            raise DataError(f"{path} has {val_dir.name}/ but no train/", LAYOUT_HINT)
+        source = train_dir if train_dir.is_dir() else path
+        classes = class_names(source)
+        train, val = split(list_images(source, classes), source)
+        notes.append(f"folder: no val/ folder, held out {VAL_FRACTION:.0%} of each class for validation")
+    check_headers(train + val)
+    train_set = FolderDataset([f for f, _ in train], [label for _, label in train], input_shape)
+    val_set = FolderDataset([f for f, _ in val], [label for _, label in val], input_shape)
+    mean, std = channel_stats(train_set)
+    return Data(name=f"folder:{path}", train=train_set, val=val_set, classes=classes,
+                mean=mean, std=std, in_memory=False, notes=notes)
+
+
+def class_names(folder: Path) -> list[str]:
+    """Sorted names of the visible subfolders of `folder`: one class each."""
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not names:
+        raise DataError(f"{folder} has no class subfolders", LAYOUT_HINT)
+    return names
+
+
+def list_images(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    """(file, label) for the images under each `folder/<class>/` (recursively), in sorted path order."""
+    found = []
+    for label, name in enumerate(classes):
+        class_dir = folder / name
+        files = sorted((p for p in class_dir.rglob("*")
+                        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                        and not any(part.startswith(".") for part in p.relative_to(class_dir).parts)),
+                       key=lambda p: p.relative_to(folder).as_posix())
+        if not files:
+            raise DataError(f"class folder {class_dir} has no images ({', '.join(IMAGE_SUFFIXES)})",
+                            "add images to it or remove it")
+        found += [(f, label) for f in files]
+    return found
+
+
+def split(images: list[tuple[Path, int]], root: Path) -> tuple[list, list]:
+    """Stratified train/val split: per class, the 20 % of files whose path hashes lowest (≥1 if n ≥ 2)."""
+    def rank(item: tuple[Path, int]) -> tuple[str, str]:
+        relative = item[0].relative_to(root).as_posix()
+        return hashlib.sha1(relative.encode()).hexdigest(), relative
+
+    by_class: dict[int, list[tuple[Path, int]]] = {}
+    for item in images:
+        by_class.setdefault(item[1], []).append(item)
+    held_out: set[Path] = set()
+    for members in by_class.values():
+        count = 0 if len(members) < 2 else max(1, round(len(members) * VAL_FRACTION))
+        held_out.update(f for f, _ in sorted(members, key=rank)[:count])
+    return ([item for item in images if item[0] not in held_out],
+            [item for item in images if item[0] in held_out])
+
+
+def check_headers(images: list[tuple[Path, int]]) -> None:
+    """Open each file's header (cheap, no decode) so a stray non-image fails now, not mid-epoch."""
+    if len(images) > HEADER_CHECK_LIMIT:
+        return  # too many to open up front; the stats sample and the loader still name bad files
+    from PIL import Image
+
+    for file, _ in images:
+        try:
+            with Image.open(file):
+                pass
+        except Exception as exc:
+            raise DataError(f"cannot read image {file}: {exc}", "replace or delete the file") from exc
+
+
+def channel_stats(dataset: FolderDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std in [0, 1] over up to STATS_SAMPLE evenly spaced training images."""
+    n = len(dataset)
+    indices = np.unique(np.linspace(0, n - 1, min(n, STATS_SAMPLE)).round().astype(np.int64))
+    channels = 1 if dataset.mode == "L" else 3
+    total, squares, pixels = np.zeros(channels), np.zeros(channels), 0
+    for i in indices:
+        values = decode(dataset.files[i], dataset.mode, dataset.size).reshape(channels, -1) / 255.0
+        total += values.sum(1)
+        squares += (values * values).sum(1)
+        pixels += values.shape[1]
+    mean = total / pixels
+    std = np.sqrt(np.maximum(squares / pixels - mean * mean, 0)).clip(min=1e-6)
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)

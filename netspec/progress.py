@@ -1,0 +1,50 @@
+"""Training progress: a rich progress bar on a terminal, plain lines otherwise (CI, pipes)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    def __init__(self, enabled: bool = True, stream=None):
+        self.stream = stream or sys.stdout
+        self.enabled = enabled
+        self.live = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._bar = None
+        self._task = None
+        self._last_plain = 0.0
+
+    def say(self, text: str) -> None:
+        if self.enabled:
+            (self._bar.console.print(text, highlight=False, markup=False) if self._bar
+             else print(text, file=self.stream, flush=True))
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int, done: int = 0) -> None:
+        if not self.enabled:
+            return
+        self._started = time.monotonic()
+        self._last_plain = self._started
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+
+            self._bar = RichProgress(TextColumn(f"epoch {epoch}/{epochs}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[status]}"), TimeRemainingColumn(), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("train", total=steps, completed=done, status="")
+
+    def step(self, done: int, steps: int, loss: float, accuracy: float) -> None:
+        if not self.enabled:
+            return
+        status = f"loss {loss:.4f} acc {accuracy * 100:.1f}%"
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, status=status)
+        elif time.monotonic() - self._last_plain > 30:  # long epochs still show signs of life in CI logs
+            self._last_plain = time.monotonic()
+            self.say(f"  step {done}/{steps}  {status}")
+
+    def end_epoch(self, line: str) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        self.say(line)

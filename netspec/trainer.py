@@ -1,0 +1,281 @@
+"""`netspec train`: the seeds' training loop, done properly.
+
+Data lives on the training device and is augmented per batch there; progress shows while it
+runs; every epoch writes metrics, curves and an atomic checkpoint; `--resume` continues
+bit-for-bit (on CPU, same seed) from the last checkpoint, also mid-epoch after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from netspec import checkpoint as ckpt
+from netspec.config import TrainConfig
+from netspec.data.batches import Batches
+from netspec.errors import RunStopped, SpecError
+from netspec.metrics import append_jsonl, confusion_matrix, per_class_accuracy, per_class_table, plot_curves, read_jsonl, rewrite_jsonl
+from netspec.progress import Progress
+from netspec.schedule import learning_rate
+from netspec.training_setup import Setup, prepare
+
+
+PLOT_INTERVAL = 10.0  # seconds
+
+
+@dataclass
+class EpochTotals:
+    loss: float = 0.0  # summed over samples
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class Position:
+    """Where the run is: `step` steps of `epoch` done (step == steps per epoch: epoch complete)."""
+
+    epoch: int = 1
+    step: int = 0
+    global_step: int = 0
+    best_val_acc: float = -1.0
+    totals: EpochTotals = field(default_factory=EpochTotals)
+
+
+def train(spec_path: Path, overrides: dict, set_vars: list[str] | None = None, out: Path | None = None,
+          resume: bool = False, init_from: Path | None = None, progress: Progress | None = None) -> Path:
+    """Train a spec; return the run directory. Raises SpecError (bad input) or RunStopped."""
+    setup = prepare(spec_path, overrides, set_vars or [], out, resume, init_from, progress or Progress())
+    Trainer(setup).run()
+    return setup.run_dir
+
+
+class Trainer:
+    def __init__(self, setup: Setup):
+        self.s = setup
+        self.config: TrainConfig = setup.config
+        self.say = setup.progress.say
+        device, data = setup.device, setup.data
+        self.train_batches = Batches(data, "train", self.config.batch_size, device, self.config.augment,
+                                     setup.rank, setup.world, self.config.workers, self.config.channels_last)
+        self.val_batches = Batches(data, "val", self.config.batch_size, device, None, 0, 1,
+                                   self.config.workers, self.config.channels_last)
+        if len(self.train_batches) == 0:
+            raise SpecError.at(None, "--batch-size", f"batch size {self.config.batch_size} is larger than the "
+                               f"{len(data.train)} training samples", "lower --batch-size")
+        self.steps = len(self.train_batches)
+        self.optimizer = setup.optimizer
+        self.scaler = torch.amp.GradScaler("cuda") if self.config.amp == "fp16" else None
+        self.augment_rng = torch.Generator().manual_seed(self.config.seed + 1)
+        self.position = Position()
+        self.stop_requested = None
+        self.plotted_at = float("-inf")
+
+    # -- the run ------------------------------------------------------------------------------
+    def run(self) -> None:
+        if self.s.resume_from is not None:
+            self.restore(self.s.resume_from)
+            if self.position.epoch > self.config.epochs:
+                self.say(f"{self.s.run_dir} already finished its {self.config.epochs} epochs; "
+                         "give --epochs N to train it further")
+                return
+        self.say(self.s.banner(self.steps))
+        previous = self._install_signal_handlers()
+        try:
+            while self.position.epoch <= self.config.epochs:
+                self.run_epoch()
+                self.position = Position(self.position.epoch + 1, 0, self.position.global_step,
+                                         self.position.best_val_acc)
+        finally:
+            self._restore_signal_handlers(previous)
+        self.finish()
+
+    def run_epoch(self) -> None:
+        epoch, config, totals = self.position.epoch, self.config, self.position.totals
+        model = self.s.model.train()
+        self.s.progress.start_epoch(epoch, config.epochs, self.steps, self.position.step)
+        started = time.monotonic()
+        loss_sum = torch.zeros((), device=self.s.device, dtype=torch.float64)
+        correct = torch.zeros((), device=self.s.device, dtype=torch.int64)
+        for x, y in self.train_batches.epoch(epoch, config.seed, self.position.step, self.augment_rng):
+            lr = learning_rate(config, self.position.global_step, self.steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            loss, logits = self.train_step(model, x, y)
+            if not torch.isfinite(loss):
+                self.diverged(loss.item())
+            loss_sum += loss.detach().double() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+            totals.seen += len(y)
+            self.position.step += 1
+            self.position.global_step += 1
+            if self.position.step % 10 == 0 or self.position.step == self.steps:
+                self.s.progress.step(self.position.step, self.steps, (totals.loss + loss_sum.item()) / totals.seen,
+                                     (totals.correct + correct.item()) / totals.seen)
+            if self.stop_requested or (config.checkpoint_every and self.position.global_step % config.checkpoint_every == 0):
+                self._fold(totals, loss_sum, correct, started)
+                loss_sum.zero_(), correct.zero_()
+                started = time.monotonic()
+                self.save_checkpoint(best=False)
+                if self.stop_requested:
+                    self.interrupted()
+        self._fold(totals, loss_sum, correct, started)
+        self.end_epoch(lr)
+
+    def train_step(self, model, x, y):
+        with torch.autocast(self.s.device.type, dtype=self.s.amp_dtype, enabled=self.s.amp_dtype is not None):
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        return loss, logits
+
+    def _fold(self, totals: EpochTotals, loss_sum, correct, started: float) -> None:
+        totals.loss += loss_sum.item()
+        totals.correct += int(correct.item())
+        totals.seconds += time.monotonic() - started
+
+    # -- epoch end ------------------------------------------------------------------------------
+    def end_epoch(self, lr: float) -> None:
+        totals = self.s.reduce_totals(self.position.totals)
+        val_loss, val_acc, _ = self.evaluate()
+        record = {
+            "epoch": self.position.epoch, "train_loss": totals.loss / max(totals.seen, 1),
+            "train_acc": totals.correct / max(totals.seen, 1), "val_loss": val_loss, "val_acc": val_acc,
+            "lr": lr, "images_per_s": totals.seen / max(totals.seconds, 1e-9), "seconds": totals.seconds,
+        }
+        if not math.isfinite(record["train_loss"]):
+            self.diverged(record["train_loss"])
+        improved = val_acc > self.position.best_val_acc
+        if improved:
+            self.position.best_val_acc = val_acc
+        if self.s.is_main:
+            append_jsonl(self.s.run_dir / "metrics.jsonl", record)
+            self.plot(final=self.position.epoch == self.config.epochs)
+        self.save_checkpoint(best=improved)
+        self.s.progress.end_epoch(
+            f"epoch {record['epoch']:>3}/{self.config.epochs}  train loss {record['train_loss']:.4f} "
+            f"acc {record['train_acc'] * 100:6.2f}%  val loss {val_loss:.4f} acc {val_acc * 100:6.2f}%  "
+            f"lr {lr:.3g}  {record['images_per_s']:,.0f} img/s" + ("  *best" if improved else ""))
+
+    def plot(self, final: bool = False) -> None:
+        """curves.png, redrawn at most every PLOT_INTERVAL s (a plot costs ~0.2 s, more than a
+        LeNet epoch) and always at the end."""
+        if final or time.monotonic() - self.plotted_at >= PLOT_INTERVAL:
+            plot_curves(read_jsonl(self.s.run_dir / "metrics.jsonl"), self.s.run_dir / "curves.png")
+            self.plotted_at = time.monotonic()
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float, torch.Tensor]:
+        """Validation loss, accuracy and the confusion matrix (every process sees all of it)."""
+        model = self.s.model.eval()
+        classes = len(self.s.data.classes)
+        loss_sum, confusion = 0.0, torch.zeros(classes, classes, dtype=torch.int64)
+        for x, y in self.val_batches.epoch(0, 0):
+            with torch.autocast(self.s.device.type, dtype=self.s.amp_dtype, enabled=self.s.amp_dtype is not None):
+                logits = model(x).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            confusion += confusion_matrix(logits.argmax(1).clamp_max(classes - 1).cpu(), y.cpu(), classes)
+        total = int(confusion.sum())
+        return loss_sum / max(total, 1), int(confusion.diag().sum()) / max(total, 1), confusion
+
+    def finish(self) -> None:
+        if not self.s.is_main:
+            return
+        _, val_acc, confusion = self.evaluate()
+        names = self.s.data.classes
+        accuracy = dict(zip(names, per_class_accuracy(confusion)))
+        record = {"val_acc": val_acc, "per_class": accuracy, "confusion": confusion.tolist(), "classes": names}
+        ckpt.atomic_write_text(self.s.run_dir / "per_class.json", json.dumps(record, indent=2) + "\n")
+        self.say("per-class validation accuracy (last weights):\n" + per_class_table(names, confusion))
+        self.say(f"done: {self.s.run_dir}  (best val acc {self.position.best_val_acc * 100:.2f}%, "
+                 f"weights in last.safetensors / best.safetensors)")
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def save_checkpoint(self, best: bool) -> None:
+        if not self.s.is_main:
+            return
+        p = self.position
+        counters = {"epoch": p.epoch, "step": p.step, "global_step": p.global_step, "best_val_acc": p.best_val_acc,
+                    "totals": vars(p.totals), "steps_per_epoch": self.steps}
+        state_name = f"state-{p.global_step:09d}.safetensors"
+        ckpt.save_state(self.s.run_dir / state_name, self.optimizer, self._rng_states(), counters)
+        meta = {**self.s.weights_metadata(), "epoch": p.epoch, "step": p.step, "state": state_name,
+                "complete": p.step == self.steps}
+        ckpt.save_weights(self.s.run_dir / "last.safetensors", self.s.bare_model, meta)
+        ckpt.prune_states(self.s.run_dir, keep=state_name)
+        if best:
+            ckpt.save_weights(self.s.run_dir / "best.safetensors", self.s.bare_model,
+                              {**meta, "val_acc": p.best_val_acc})
+
+    def _rng_states(self) -> dict[str, torch.Tensor]:
+        states = {"torch": torch.get_rng_state(), "augment": self.augment_rng.get_state()}
+        if torch.cuda.is_available():
+            states.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+        return states
+
+    def restore(self, run_dir: Path) -> None:
+        meta = ckpt.read_metadata(run_dir / "last.safetensors")
+        self.s.bare_model.load_state_dict(ckpt.load_weights(run_dir / "last.safetensors"))
+        optimizer_state, rng, counters = ckpt.load_state(run_dir / meta["state"])
+        self.optimizer.load_state_dict(optimizer_state)
+        torch.set_rng_state(rng["torch"])
+        self.augment_rng.set_state(rng["augment"])
+        if torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([rng[k] for k in sorted(rng) if k.startswith("cuda")] or torch.cuda.get_rng_state_all())
+        p = Position(counters["epoch"], counters["step"], counters["global_step"], counters["best_val_acc"],
+                     EpochTotals(**counters["totals"]))
+        if p.step >= counters["steps_per_epoch"]:  # that epoch was complete
+            p = Position(p.epoch + 1, 0, p.global_step, p.best_val_acc)
+        self.position = p
+        if self.s.is_main:
+            kept = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("epoch", 0) < p.epoch]
+            rewrite_jsonl(run_dir / "metrics.jsonl", kept)
+        if p.epoch <= self.config.epochs:
+            where = f"epoch {p.epoch}, step {p.step}/{self.steps}" if p.step else f"the start of epoch {p.epoch}"
+            self.say(f"resuming {run_dir} from {where}")
+
+    # -- stopping -------------------------------------------------------------------------------
+    def diverged(self, value: float) -> None:
+        last = self.s.run_dir / "last.safetensors"
+        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+        raise RunStopped(f"error: training diverged: loss is {value} at epoch {self.position.epoch}, "
+                         f"step {self.position.step + 1}; {kept}\n  hint: lower --lr (now {self.config.lr:g})", 3)
+
+    def interrupted(self) -> None:
+        if self.s.is_main and (self.s.run_dir / "metrics.jsonl").exists():
+            self.plot(final=True)
+        raise RunStopped(f"interrupted: saved {self.s.run_dir} at epoch {self.position.epoch}, step "
+                         f"{self.position.step}/{self.steps}; continue with `netspec train {self.s.spec_path} "
+                         f"--resume --out {self.s.run_dir}`", 130)
+
+    def _install_signal_handlers(self):
+        def request_stop(signum, frame):
+            self.stop_requested = signum
+            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[signum] = signal.signal(signum, request_stop)
+            except ValueError:  # not the main thread (e.g. called from a notebook worker)
+                pass
+        return previous
+
+    def _restore_signal_handlers(self, previous) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+

@@ -1,0 +1,195 @@
+"""Everything `netspec train` settles before the first step: config, run directory, device,
+data, model, optimizer — each problem reported as a one-line user error."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+
+from netspec import __version__
+from netspec.config import TrainConfig
+from netspec.data import Data, DataError, load_data
+from netspec.errors import Diagnostic, SpecError
+from netspec.progress import Progress
+from netspec.rundir import latest_run_dir, new_run_dir, read_config, write_config, write_spec_copy
+from netspec.spec import Spec, load
+
+FLAG_NAMES = {"batch_size": "--batch-size", "data_root": "--data-root", "checkpoint_every": "--checkpoint-every",
+              "channels_last": "--channels-last", "label_smoothing": "--label-smoothing",
+              "weight_decay": "--weight-decay", "warmup_epochs": "--warmup-epochs"}
+
+
+@dataclass
+class Setup:
+    spec: Spec
+    spec_path: Path
+    config: TrainConfig
+    data: Data
+    model: torch.nn.Module  # what runs (maybe DDP- or torch.compile-wrapped)
+    bare_model: torch.nn.Module  # what is saved
+    device: torch.device
+    amp_dtype: Any
+    optimizer: torch.optim.Optimizer
+    run_dir: Path
+    resume_from: Path | None
+    progress: Progress
+    rank: int = 0
+    world: int = 1
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def banner(self, steps: int) -> str:
+        c = self.config
+        lines = [f"training {self.spec.name} on {self.data.name} ({len(self.data.train):,} train / "
+                 f"{len(self.data.val):,} val, {len(self.data.classes)} classes) → {self.run_dir}",
+                 f"  device {self.device}{f' ×{self.world} processes' if self.world > 1 else ''}, "
+                 f"{c.epochs} epochs × {steps} steps of {c.batch_size}, {c.optimizer} lr {c.lr:g}, "
+                 f"schedule {c.schedule}" + (f", amp {c.amp}" if c.amp != "none" else "")]
+        lines += [f"  {note}" for note in self.notes + self.data.notes]
+        return "\n".join(lines)
+
+    def weights_metadata(self) -> dict:
+        return {"netspec": __version__, "spec": self.spec.name, "spec_sha256": self.spec.sha256,
+                "input": list(self.spec.input), "labels": self.data.classes, "mean": list(self.data.mean),
+                "std": list(self.data.std), "normalize": self.config.augment.normalize,
+                "channels": "L" if self.spec.input[0] == 1 else "RGB"}
+
+    def reduce_totals(self, totals):
+        """Sum the epoch's training totals over all processes."""
+        if self.world == 1:
+            return totals
+        import torch.distributed as dist
+
+        values = torch.tensor([totals.loss, totals.correct, totals.seen], dtype=torch.float64, device=self.device)
+        dist.all_reduce(values)
+        return type(totals)(values[0].item(), int(values[1].item()), int(values[2].item()), totals.seconds)
+
+
+def prepare(spec_path: Path, overrides: dict, set_vars: list[str], out: Path | None, resume: bool,
+            init_from: Path | None, progress: Progress) -> Setup:
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    spec_path = Path(spec_path)
+    resume_from = None
+    if resume:
+        resume_from = latest_run_dir(load(spec_path, overrides=set_vars).name, out)
+        saved = read_config(resume_from)
+        set_vars = saved.get("overrides", set_vars)
+        overrides = {**saved["train"], **{k: v for k, v in overrides.items() if k == "epochs"}}
+        if not (resume_from / "last.safetensors").exists():
+            raise SpecError.at(None, "--resume", f"{resume_from} has no checkpoint yet", "start a new run instead")
+    spec = load(spec_path, overrides=set_vars)
+    config = resolve_config(spec, overrides)
+    if config.data is None:
+        raise SpecError.at(None, "--data", "no dataset: give --data (e.g. --data digits) or `train: {data: ...}`")
+    device = pick_device(config.device, rank)
+    notes = []
+    amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.amp]
+    if config.amp == "fp16" and device.type != "cuda":
+        raise SpecError.at(None, "--amp", "fp16 mixed precision needs CUDA", "use --amp bf16 on CPU, or --amp none")
+    torch.manual_seed(config.seed)  # the weights' initialisation
+    from netspec.compiler import build_with_report
+
+    bare_model, report = build_with_report(spec)
+    if config.channels_last == "auto":
+        has_conv = any(isinstance(m, torch.nn.Conv2d) for m in bare_model.modules())
+        config = config.model_copy(update={"channels_last": has_conv and len(spec.input) == 3})
+    data = load_data(config.data, spec.input, Path(config.data_root) if config.data_root else None, config.seed)
+    check_outputs(report.output, data, spec)
+    run_dir = resume_from or _make_run_dir(spec, config, data, set_vars, out, rank)
+    if init_from is not None and resume_from is None:
+        notes.append(initialise_from(bare_model, Path(init_from)))
+    bare_model.to(device)
+    if config.channels_last:
+        bare_model.to(memory_format=torch.channels_last)
+    model = bare_model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(bare_model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        model = torch.compile(model)
+    optimizer = make_optimizer(config, bare_model)
+    return Setup(spec, spec_path, config, data, model, bare_model, device, amp_dtype, optimizer, run_dir,
+                 resume_from, progress if rank == 0 else Progress(enabled=False), rank, world, notes)
+
+
+def resolve_config(spec: Spec, overrides: dict) -> TrainConfig:
+    merged = spec.train.model_dump(exclude_unset=True) if spec.train else {}
+    for key, value in overrides.items():
+        if key == "augment" and isinstance(value, dict):
+            merged["augment"] = {**merged.get("augment", {}), **value}
+        elif value is not None:
+            merged[key] = value
+    try:
+        return TrainConfig.model_validate(merged)
+    except ValidationError as e:
+        diagnostics = []
+        for err in e.errors(include_url=False):
+            key = str(err["loc"][0])
+            flag = FLAG_NAMES.get(key, f"--{key.replace('_', '-')}")
+            where = flag if key in overrides else f"train.{'.'.join(map(str, err['loc']))}"
+            diagnostics.append(Diagnostic(spec.input_mark if key not in overrides else None, where,
+                                          err["msg"][0].lower() + err["msg"][1:]))
+        raise SpecError(diagnostics) from None
+
+
+def pick_device(choice: str, rank: int) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise SpecError.at(None, "--device", "CUDA was asked for but no GPU is available", "use --device cpu or auto")
+    if choice == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    index = int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count()
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
+def check_outputs(output: tuple, data: Data, spec: Spec) -> None:
+    if len(output) != 1:
+        raise DataError(f"{spec.name} outputs {'×'.join(map(str, output))}; training needs one score per class",
+                        "end the spec with `flatten` and `linear: <classes>`")
+    if output[0] < len(data.classes):
+        raise DataError(f"{spec.name} outputs {output[0]} scores but {data.name} has {len(data.classes)} classes",
+                        f"make the last layer `linear: {len(data.classes)}` (or --set the var that sets it)")
+
+
+def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                               weight_decay=config.weight_decay)
+    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def initialise_from(model: torch.nn.Module, source: Path) -> str:
+    """--init-from RUN_DIR|file.safetensors: load tensors matching by name and shape."""
+    from netspec.checkpoint import load_weights
+    from netspec.weights import load_partial
+
+    path = source / "best.safetensors" if source.is_dir() else source
+    if source.is_dir() and not path.exists():
+        path = source / "last.safetensors"
+    if not path.exists():
+        raise SpecError.at(None, "--init-from", f"{source}: no such checkpoint (expected a run directory or .safetensors)")
+    report = load_partial(model, load_weights(path))
+    return f"init from {path}: " + report.summary().replace("\n", "; ")
+
+
+def _make_run_dir(spec: Spec, config: TrainConfig, data: Data, set_vars: list[str], out, rank: int) -> Path:
+    if rank != 0:  # the launcher made it; every process gets it through --out
+        return Path(out)
+    run_dir = new_run_dir(spec.name, out)
+    write_spec_copy(run_dir, spec)
+    write_config(run_dir, {"netspec": __version__, "spec": str(spec.path), "overrides": list(set_vars),
+                           "train": config.model_dump(), "data": {"name": data.name, "classes": data.classes,
+                                                                  "mean": data.mean, "std": data.std,
+                                                                  "train": len(data.train), "val": len(data.val)}})
+    return run_dir
