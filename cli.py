@@ -10,6 +10,8 @@ from typing import List, Optional
 
 import typer
 
+from netspec.errors import SpecError  # noqa: E402 (light: no torch, no pydantic models)
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Declarative CNN specs: check shapes statically, train, export to ONNX, run.")
 _state = {"debug": False}
@@ -103,6 +105,72 @@ def evaluate(
     from netspec.evaluate import evaluate_run
 
     evaluate_run(run_dir, data, data_root, weights, batch_size)
+
+
+@app.command()
+def export(
+    source: Path = typer.Argument(..., help="a spec (weights from its init:) or a run directory (trained weights)"),
+    onnx: bool = typer.Option(False, "--onnx", help="export to ONNX (the one format so far)"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="default: <name>.onnx here, or in the run dir"),
+    opset: int = typer.Option(18, "--opset", help="ONNX opset version"),
+    batch: str = typer.Option("dynamic", "--batch", help="dynamic, or a fixed batch size N"),
+    weights: str = typer.Option("best", "--weights", help="for a run directory: best|last"),
+) -> None:
+    """Export to ONNX, check the file, and verify onnxruntime against PyTorch (exit 1 if they differ)."""
+    if not onnx:
+        raise SpecError.at(None, "export", "choose a format: --onnx", "the only format so far")
+    from exporters.onnx import export_onnx, load_source
+
+    if batch != "dynamic" and not (batch.isdigit() and int(batch) > 0):
+        raise SpecError.at(None, "--batch", f"expected `dynamic` or a positive integer, got `{batch}`")
+    loaded = load_source(source, weights)
+    target = output or ((source if source.is_dir() else Path(".")) / f"{loaded.name}.onnx")
+    report = export_onnx(loaded, target, opset, batch if batch == "dynamic" else int(batch))
+    typer.echo("\n".join(report.lines()))
+
+
+@app.command()
+def infer(
+    model: Path = typer.Argument(..., help="an .onnx file written by `netspec export`"),
+    inputs: List[Path] = typer.Argument(..., help="PNG/JPEG/... images or .npy arrays"),
+    provider: str = typer.Option("auto", "--provider", help="auto|tensorrt|cuda|cpu (auto: the best available)"),
+    top_k: int = typer.Option(5, "--top-k", min=1),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON list, one object per input"),
+) -> None:
+    """Classify images with onnxruntime, preprocessed exactly as in training."""
+    from exporters.infer import predict, table
+    from exporters.runtime import OnnxModel
+
+    session = OnnxModel(model, provider)
+    for note in session.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(f"provider: {session.provider}", err=True)
+    predictions = predict(session, inputs, top_k, batch_size)
+    if as_json:
+        typer.echo(json.dumps([p.to_json() for p in predictions], indent=2, ensure_ascii=False))
+    else:
+        typer.echo(table(predictions))
+
+
+@app.command()
+def bench(
+    source: Path = typer.Argument(..., help="a spec, a run directory or an .onnx file"),
+    batch: str = typer.Option("1,32", "--batch", help="comma-separated batch sizes"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="threads for both sides (default: all cores)"),
+    seconds: float = typer.Option(2.0, "--seconds", help="timing budget per backend and batch size"),
+) -> None:
+    """Latency and throughput: PyTorch eager vs onnxruntime (CPU, and CUDA/TensorRT when present)."""
+    from exporters.bench import bench as run_bench, table
+
+    try:
+        batches = [int(b) for b in batch.split(",") if b.strip()]
+    except ValueError:
+        raise SpecError.at(None, "--batch", f"expected sizes like 1,32, got `{batch}`") from None
+    rows, notes = run_bench(source, batches, threads, seconds)
+    typer.echo(table(rows))
+    for note in notes:
+        typer.echo(note)
 
 
 @app.command()

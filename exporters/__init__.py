@@ -1,0 +1,1 @@
+"""Export formats and runtimes: ONNX export with parity checks (`onnx`), onnxruntime (`runtime`)."""

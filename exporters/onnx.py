@@ -1,0 +1,211 @@
+"""`netspec export SPEC|RUN_DIR --onnx`: one self-contained ONNX file that answers like PyTorch.
+
+torch 2.14's exporter (dynamo) is used with `dynamic_shapes` in the positional tuple form and
+`external_data=False`, so a model under 2 GB is one file; above that, a `.onnx` + `.onnx.data`
+pair that references the data file by its final name (we export into a scratch directory
+beside the target under the final names, then move both). The file is checked with
+`onnx.checker.check_model(full_check=True)`, then onnxruntime's outputs are compared with
+PyTorch's on random inputs and, for a run, on real validation samples; if they disagree the file
+is not kept.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import netspec
+from netspec.errors import RunStopped, SpecError
+
+DEFAULT_OPSET = 18
+PARITY_TOLERANCE = 1e-4
+EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GiB; leave room for the graph
+REAL_SAMPLES = 256
+
+
+@dataclass
+class Source:
+    """What is exported: the model, its input shape and what it needs at inference."""
+
+    model: torch.nn.Module
+    name: str
+    spec_sha256: str
+    input_shape: list[int]
+    output_kind: str  # logits | log_probs | probs
+    labels: list[str] | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    normalize: bool = False
+    run_dir: Path | None = None
+    config: dict = field(default_factory=dict)
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    bytes: int
+    opset: int
+    batch: str
+    max_abs_diff: float
+    top1_agreement: float
+    real_samples: int = 0
+    real_max_abs_diff: float | None = None
+    real_top1_agreement: float | None = None
+    data_file: Path | None = None
+
+    def lines(self) -> list[str]:
+        lines = [f"wrote {self.path} ({self.bytes / 2**20:.2f} MiB, opset {self.opset}, batch {self.batch})"
+                 + (f" + {self.data_file.name}" if self.data_file else ""),
+                 "onnx.checker (full_check): ok",
+                 f"parity, random inputs: max |onnxruntime − torch| = {self.max_abs_diff:.2e}, "
+                 f"top-1 agreement {self.top1_agreement * 100:.1f}%"]
+        if self.real_samples:
+            lines.append(f"parity, {self.real_samples} validation samples: max |diff| = {self.real_max_abs_diff:.2e}, "
+                         f"top-1 agreement {self.real_top1_agreement * 100:.1f}%")
+        return lines
+
+
+def load_source(path: Path, weights: str = "best", seed: int = 0, input: str | None = None) -> Source:
+    """A spec (weights from its `init:`, seeded; `input` may override its size) or a run
+    directory (its trained weights)."""
+    path = Path(path)
+    if path.is_dir():
+        from netspec.evaluate import load_run
+
+        model, config, meta = load_run(path, weights)
+        spec = netspec.load(path / "spec.yaml", overrides=config.get("overrides", []))
+        return Source(model, spec.name, spec.sha256, list(spec.input), _output_kind(spec), meta.get("labels"),
+                      meta.get("mean"), meta.get("std"), bool(meta.get("normalize", True)), path, config)
+    spec = netspec.load(path, input=input)
+    torch.manual_seed(seed)
+    model = netspec.build(spec).eval()
+    return Source(model, spec.name, spec.sha256, list(spec.input), _output_kind(spec), spec.labels)
+
+
+def _output_kind(spec) -> str:
+    last = spec.root.nodes[-1] if spec.root.nodes else None
+    kind = getattr(last, "kind", "")
+    return {"log_softmax": "log_probs", "softmax": "probs"}.get(kind, "logits")
+
+
+def export_onnx(source: Source, out: Path, opset: int = DEFAULT_OPSET, batch: str | int = "dynamic") -> ExportReport:
+    """Export, check, verify against PyTorch; the file exists afterwards only if all passed."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = source.model.eval()
+    example = torch.randn(2 if batch == "dynamic" else int(batch), *source.input_shape)
+    large = sum(t.numel() * t.element_size() for t in model.state_dict().values()) > EXTERNAL_DATA_BYTES
+    scratch = Path(tempfile.mkdtemp(prefix=".netspec-export-", dir=out.parent))
+    try:
+        staged = scratch / out.name
+        _torch_export(model, example, staged, opset, batch, large)
+        _write_metadata(staged, source, large)
+        _check(staged)
+        report = verify(staged, source, batch)
+        report.opset = opset
+        _move_into_place(scratch, out)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    report.path = out
+    report.bytes = out.stat().st_size
+    data = out.with_name(out.name + ".data")
+    report.data_file = data if data.exists() else None
+    return report
+
+
+def _torch_export(model, example, path: Path, opset: int, batch, large: bool) -> None:
+    dynamic = ({0: torch.export.Dim("batch", min=1, max=65536)},) if batch == "dynamic" else None
+    with torch.no_grad():
+        torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=opset, dynamic_shapes=dynamic,
+                          input_names=["input"], output_names=["output"], external_data=large, verbose=False)
+
+
+def _write_metadata(path: Path, source: Source, large: bool) -> None:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    values = {"netspec.version": netspec.__version__, "netspec.spec_name": source.name,
+              "netspec.spec_sha256": source.spec_sha256, "netspec.input_shape": json.dumps(source.input_shape),
+              "netspec.output": source.output_kind, "netspec.normalize": json.dumps(source.normalize),
+              "netspec.channels": "L" if source.input_shape[0] == 1 else "RGB"}
+    for key, value in (("labels", source.labels), ("mean", source.mean), ("std", source.std)):
+        if value is not None:
+            values[f"netspec.{key}"] = json.dumps(list(value))
+    del model.metadata_props[:]
+    for key, value in values.items():
+        model.metadata_props.add(key=key, value=value)
+    model.doc_string = f"{source.name}, exported by netspec {netspec.__version__}"
+    onnx.save(model, str(path))  # external data (if any) stays where it is, referenced by name
+
+
+def _check(path: Path) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as e:  # onnx.checker.ValidationError, shape inference errors
+        raise RunStopped(f"error: the exported model fails onnx.checker: {str(e).splitlines()[0]}") from None
+
+
+def verify(path: Path, source: Source, batch) -> ExportReport:
+    """onnxruntime vs PyTorch: random inputs (two batch sizes when dynamic) and real samples."""
+    from exporters.runtime import OnnxModel
+
+    runtime = OnnxModel(path, provider="cpu", torch_in_process=True)
+    generator = torch.Generator().manual_seed(0)
+    sizes = (1, 3) if batch == "dynamic" else (int(batch),)
+    diffs, agree, total = [], 0, 0
+    for size in sizes:
+        x = torch.randn(size, *source.input_shape, generator=generator)
+        d, a = _compare(runtime, source.model, x)
+        diffs.append(d)
+        agree, total = agree + a, total + size
+    report = ExportReport(path, 0, 0, str(batch), max(diffs), agree / total)
+    real = _validation_samples(source, int(batch) if batch != "dynamic" else REAL_SAMPLES)
+    if real is not None:
+        report.real_max_abs_diff, real_agree = _compare(runtime, source.model, real)
+        report.real_samples = len(real)
+        report.real_top1_agreement = real_agree / len(real)
+    if report.max_abs_diff > PARITY_TOLERANCE or (real is not None and report.real_top1_agreement < 1.0) \
+            or (report.real_max_abs_diff or 0) > PARITY_TOLERANCE:
+        raise RunStopped("error: onnxruntime disagrees with PyTorch: " + "; ".join(report.lines()[2:])
+                         + " — the file was not kept")
+    return report
+
+
+def _compare(runtime, model, x: torch.Tensor) -> tuple[float, int]:
+    with torch.no_grad():
+        expected = model(x).numpy()
+    actual = runtime.run(x.numpy())
+    return float(np.abs(actual - expected).max()), int((actual.argmax(1) == expected.argmax(1)).sum())
+
+
+def _validation_samples(source: Source, count: int) -> torch.Tensor | None:
+    """Real validation images of the run, normalised exactly as in training."""
+    if source.run_dir is None:
+        return None
+    from netspec.data import load_data
+    from netspec.preprocess import normalise
+
+    train = source.config["train"]
+    root = Path(train["data_root"]) if train.get("data_root") else None
+    try:
+        data = load_data(train["data"], tuple(source.input_shape), root, train["seed"])
+    except SpecError as e:
+        print(f"note: real-sample parity skipped ({e.diagnostics[0].message})")
+        return None
+    images = data.val.images[:count].numpy() if hasattr(data.val, "images") else \
+        np.stack([data.val[i][0].numpy() for i in range(min(count, len(data.val)))])
+    return torch.from_numpy(normalise(images, source.mean, source.std, source.normalize))
+
+
+def _move_into_place(scratch: Path, out: Path) -> None:
+    for staged in sorted(scratch.iterdir()):
+        target = out.parent / staged.name
+        staged.replace(target)

@@ -1,0 +1,161 @@
+"""`netspec export --onnx`, `netspec infer`, `netspec bench`: files that answer like PyTorch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+import exporters.onnx as onnx_export
+from exporters.onnx import export_onnx, load_source
+from netspec.errors import RunStopped
+from netspec.trainer import train
+from tests.conftest import SPECS, spec_files
+
+SMALL = {"imagenet": "3x64x64"}  # same weights, cheaper parity runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", spec_files(), ids=lambda p: str(p.relative_to(SPECS)))
+def test_every_spec_exports_and_matches_pytorch(path, tmp_path):
+    source = load_source(path, input=SMALL.get(path.parent.name))
+    report = export_onnx(source, tmp_path / "model.onnx")
+    assert report.max_abs_diff <= 1e-4 and report.top1_agreement == 1.0
+    assert report.data_file is None and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "lenet"
+    train(SPECS / "lenet.yaml", {"data": "digits", "epochs": 8}, out=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def digits_model(digits_run):
+    report = export_onnx(load_source(digits_run), digits_run / "lenet5.onnx")
+    assert report.real_samples == 256 and report.real_top1_agreement == 1.0
+    return digits_run / "lenet5.onnx"
+
+
+def test_metadata_makes_the_file_self_describing(digits_model, digits_run):
+    meta = {p.key: p.value for p in onnx.load(str(digits_model), load_external_data=False).metadata_props}
+    config = json.loads((digits_run / "config.json").read_text())
+    assert meta["netspec.spec_name"] == "lenet5" and json.loads(meta["netspec.input_shape"]) == [1, 28, 28]
+    assert json.loads(meta["netspec.labels"]) == [str(d) for d in range(10)]
+    assert json.loads(meta["netspec.mean"]) == pytest.approx(config["data"]["mean"])
+    assert meta["netspec.channels"] == "L" and json.loads(meta["netspec.normalize"]) is True
+    assert len(meta["netspec.spec_sha256"]) == 64 and meta["netspec.version"]
+
+
+def write_digit_pngs(folder, count=300):
+    """Real 8×8 digits from the validation split, written as 8×8 grayscale PNG files."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    _, val = train_test_split(np.arange(len(digits.target)), test_size=0.2, stratify=digits.target, random_state=0)
+    folder.mkdir(exist_ok=True)
+    paths, labels = [], []
+    for i in val[:count]:
+        path = folder / f"digit{i}.png"
+        Image.fromarray(np.round(digits.images[i] * (255 / 16)).astype(np.uint8)).save(path)
+        paths.append(path)
+        labels.append(str(digits.target[i]))
+    return paths, labels
+
+
+def test_infer_classifies_digit_pngs(digits_model, tmp_path, cli):
+    paths, labels = write_digit_pngs(tmp_path / "pngs")
+    result = cli("infer", digits_model, *paths, "--json", "--top-k", "3")
+    assert result.code == 0, result.err
+    predictions = json.loads(result.out)
+    assert [p["input"] for p in predictions] == [str(p) for p in paths]
+    assert {"input", "index", "label", "prob", "top_k"} <= set(predictions[0])
+    assert len(predictions[0]["top_k"]) == 3 and predictions[0]["top_k"][0]["label"] == predictions[0]["label"]
+    accuracy = np.mean([p["label"] == want for p, want in zip(predictions, labels)])
+    assert accuracy >= 0.95
+    assert "provider: CPUExecutionProvider" in result.err
+
+
+def test_infer_takes_npy_and_a_fixed_batch_model(digits_run, tmp_path, cli):
+    fixed = tmp_path / "fixed.onnx"
+    export_onnx(load_source(digits_run), fixed, batch=4)
+    png = write_digit_pngs(tmp_path / "pngs", 1)[0][0]
+    image = np.asarray(Image.open(png))
+    np.save(tmp_path / "u8.npy", image)
+    np.save(tmp_path / "f32.npy", image.astype(np.float32) / 255)
+    np.save(tmp_path / "chw.npy", image[None])
+    result = cli("infer", fixed, png, tmp_path / "u8.npy", tmp_path / "f32.npy", tmp_path / "chw.npy", png, "--json")
+    assert result.code == 0, result.err
+    labels = {p["label"] for p in json.loads(result.out)}
+    assert len(labels) == 1  # the same digit, however it was stored
+
+
+def _text_as_png(folder):
+    (folder / "x.png").write_text("not an image")
+    return folder / "x.png"
+
+
+def _array(name, array):
+    def make(folder):
+        np.save(folder / name, array)
+        return folder / name
+    return make
+
+
+@pytest.mark.parametrize("make, message", [
+    (_text_as_png, "cannot read it as an image"),
+    (lambda folder: folder / "missing.png", "no such file"),
+    (_array("bad.npy", np.zeros((2, 3, 4, 5))), "expected an image array"),
+    (_array("neg.npy", -np.ones((8, 8), np.float32)), "float arrays must hold values in [0, 1]"),
+])
+def test_bad_inputs_are_one_line_errors(digits_model, tmp_path, cli, make, message):
+    result = cli("infer", digits_model, make(tmp_path))
+    assert result.code == 2 and message in result.err and "Traceback" not in result.err
+
+
+def test_a_file_that_is_not_onnx(tmp_path, cli):
+    fake = tmp_path / "model.onnx"
+    fake.write_bytes(b"\x00\x01 definitely not protobuf")
+    result = cli("infer", fake, fake)
+    assert result.code == 2 and "is not a loadable ONNX model" in result.err
+
+
+def test_missing_gpu_falls_back_to_cpu_with_a_note(digits_model, tmp_path, cli):
+    png = write_digit_pngs(tmp_path / "pngs", 1)[0][0]
+    result = cli("infer", digits_model, png, "--provider", "cuda")
+    assert result.code == 0
+    assert "note: cuda requested but no GPU here: falling back to CPU" in result.err
+
+
+def test_failed_parity_exits_1_and_keeps_no_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_export, "_compare", lambda runtime, model, x: (0.5, 0))
+    with pytest.raises(RunStopped) as info:
+        export_onnx(load_source(SPECS / "lenet.yaml"), tmp_path / "lenet.onnx")
+    assert info.value.exit_code == 1 and "disagrees with PyTorch" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_large_models_get_a_correctly_referenced_data_file(tmp_path, monkeypatch):
+    """Above 2 GB the weights go to `<name>.onnx.data`; it must travel with the model."""
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 0)
+    report = export_onnx(load_source(SPECS / "lenet.yaml"), tmp_path / "out" / "lenet.onnx")
+    assert report.data_file == tmp_path / "out" / "lenet.onnx.data"
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "out").rename(moved)
+    onnx.checker.check_model(str(moved / "lenet.onnx"), full_check=True)
+    from exporters.runtime import OnnxModel
+
+    out = OnnxModel(moved / "lenet.onnx", "cpu").run(np.zeros((2, 1, 28, 28), np.float32))
+    assert out.shape == (2, 10)
+
+
+def test_bench_compares_eager_and_onnxruntime(cli):
+    result = cli("bench", SPECS / "lenet.yaml", "--batch", "1,8", "--seconds", "0.2", "--threads", "1")
+    assert result.code == 0, result.err
+    assert "pytorch eager" in result.out and "onnxruntime cpu" in result.out
+    assert "parity: max |onnxruntime − torch|" in result.out and "threads: 1" in result.out
