@@ -163,10 +163,10 @@ def bench(
     """Latency and throughput: PyTorch eager vs onnxruntime (CPU, and CUDA/TensorRT when present)."""
     from exporters.bench import bench as run_bench, table
 
-    try:
-        batches = [int(b) for b in batch.split(",") if b.strip()]
-    except ValueError:
-        raise SpecError.at(None, "--batch", f"expected sizes like 1,32, got `{batch}`") from None
+    batches = [b.strip() for b in batch.split(",") if b.strip()]
+    if not batches or not all(b.isdigit() and int(b) > 0 for b in batches):
+        raise SpecError.at(None, "--batch", f"expected positive sizes like 1,32, got `{batch}`")
+    batches = [int(b) for b in batches]
     rows, notes = run_bench(source, batches, threads, seconds)
     typer.echo(table(rows))
     for note in notes:

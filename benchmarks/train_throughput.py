@@ -239,7 +239,7 @@ def seed_setup(case: Case, seed: int, run: Run):
     torch.manual_seed(seed)  # as netspec's prepare(): seed, then build the model
     model = netspec.build(spec)
     run.init = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    data = load_data(config.data, spec.input, None, seed)
+    data = load_data(config.data, spec.input, None)
     loss_func = nn.CrossEntropyLoss()
     if config.optimizer == "adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -363,7 +363,7 @@ def main() -> int:
     init_ok = True
     with tempfile.TemporaryDirectory(prefix="netspec-bench-") as tmp:
         for number, case in enumerate(cases):
-            n_val[case.name] = len(load_data(case.data, load(case.spec).input, None, args.seed).val)
+            n_val[case.name] = len(load_data(case.data, load(case.spec).input, None, val_only=True).val)
 
             def out(seed: int, r: int, cl: bool, number=number) -> Path:
                 return Path(tmp) / f"case{number}-seed{seed}-run{r}{'-cl' if cl else ''}"

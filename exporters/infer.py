@@ -16,9 +16,6 @@ from exporters.runtime import OnnxModel, softmax
 from netspec.errors import Diagnostic, SpecError
 from netspec.preprocess import array_to_image, fit_image, normalise
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-
-
 @dataclass
 class Prediction:
     input: str
@@ -79,16 +76,12 @@ def predict(model: OnnxModel, paths: list[Path], top_k: int = 5, batch_size: int
     if channels not in (1, 3):
         raise SpecError.at(None, "model", f"the model takes {channels}-channel input; images give 1 or 3")
     images = [read_input(Path(p), channels, height, width) for p in paths]  # all errors before any work
-    step = model.fixed_batch or batch_size
     predictions = []
-    for start in range(0, len(images), step):
-        chunk = np.stack(images[start:start + step])
-        pad = step - len(chunk) if model.fixed_batch else 0  # a fixed-batch model takes exactly its batch
-        if pad:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+    for start in range(0, len(images), batch_size):
+        chunk = np.stack(images[start:start + batch_size])
         outputs = model.run(normalise(chunk, info.mean, info.std, info.normalize and info.mean is not None))
         probs = outputs if info.output == "probs" else softmax(outputs)
-        for path, row in zip(paths[start:start + step], probs[:len(probs) - pad]):
+        for path, row in zip(paths[start:start + batch_size], probs):
             order = np.argsort(-row)[:top_k]
             top = [{"index": int(i), "label": info.label(int(i)), "prob": float(row[i])} for i in order]
             predictions.append(Prediction(str(path), top[0]["index"], top[0]["label"], top[0]["prob"], top))

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,8 +43,7 @@ class Source:
     mean: list[float] | None = None
     std: list[float] | None = None
     normalize: bool = False
-    run_dir: Path | None = None
-    config: dict = field(default_factory=dict)
+    run: Any = None  # netspec.evaluate.Run when exporting a trained run
 
 
 @dataclass
@@ -78,10 +78,10 @@ def load_source(path: Path, weights: str = "best", seed: int = 0, input: str | N
     if path.is_dir():
         from netspec.evaluate import load_run
 
-        model, config, meta = load_run(path, weights)
-        spec = netspec.load(path / "spec.yaml", overrides=config.get("overrides", []))
-        return Source(model, spec.name, spec.sha256, list(spec.input), _output_kind(spec), meta.get("labels"),
-                      meta.get("mean"), meta.get("std"), bool(meta.get("normalize", True)), path, config)
+        run = load_run(path, weights)
+        spec, meta = run.spec, run.meta
+        return Source(run.model, spec.name, spec.sha256, list(spec.input), _output_kind(spec), meta.get("labels"),
+                      meta.get("mean"), meta.get("std"), bool(meta.get("normalize", True)), run)
     spec = netspec.load(path, input=input)
     torch.manual_seed(seed)
     model = netspec.build(spec).eval()
@@ -188,15 +188,12 @@ def _compare(runtime, model, x: torch.Tensor) -> tuple[float, int]:
 
 def _validation_samples(source: Source, count: int) -> torch.Tensor | None:
     """Real validation images of the run, normalised exactly as in training."""
-    if source.run_dir is None:
+    if source.run is None:
         return None
-    from netspec.data import load_data
     from netspec.preprocess import normalise
 
-    train = source.config["train"]
-    root = Path(train["data_root"]) if train.get("data_root") else None
     try:
-        data = load_data(train["data"], tuple(source.input_shape), root, train["seed"])
+        data = source.run.validation_data()
     except SpecError as e:
         print(f"note: real-sample parity skipped ({e.diagnostics[0].message})")
         return None

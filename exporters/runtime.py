@@ -79,8 +79,9 @@ class OnnxModel:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise SpecError.at(None, "model", f"{path} is not a loadable ONNX model ({first[:200]})") from None
         self.provider = self.session.get_providers()[0]
-        if self.provider != wanted[0]:
-            self.notes.append(f"{wanted[0]} is not usable here: running on {self.provider}")
+        first = wanted[0] if isinstance(wanted[0], str) else wanted[0][0]  # (name, options) for GPUs
+        if self.provider != first:
+            self.notes.append(f"{first} is not usable here: running on {self.provider}")
         inputs = self.session.get_inputs()
         self.input_name = inputs[0].name
         shape = [d if isinstance(d, int) else None for d in inputs[0].shape]
@@ -94,7 +95,21 @@ class OnnxModel:
         return self.provider in (PROVIDER_NAMES["cuda"], PROVIDER_NAMES["tensorrt"])
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Outputs for float32 N×C×H×W; a fixed-batch model is fed chunks of its batch size,
+        the last one padded by repeating its final sample."""
         x = np.ascontiguousarray(x, dtype=np.float32)
+        size = self.fixed_batch
+        if not size or len(x) == size:
+            return self._run(x)
+        outputs = []
+        for start in range(0, len(x), size):
+            chunk = x[start:start + size]
+            if len(chunk) < size:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk), axis=0)])
+            outputs.append(self._run(chunk))
+        return np.concatenate(outputs)[:len(x)]
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
         if not self.on_gpu:
             return self.session.run([self.output_name], {self.input_name: x})[0]
         binding = self.session.io_binding()  # inputs copied once, output left on the device until read

@@ -56,9 +56,13 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def save_weights(path: Path, model: torch.nn.Module, metadata: dict[str, Any]) -> None:
-    """The model's state dict (parameters and buffers), plus JSON-able metadata."""
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+def weight_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict (parameters and buffers) as contiguous CPU tensors."""
+    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+
+
+def save_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+    """Weights (from `weight_tensors`), plus JSON-able metadata."""
     meta = {"format": FORMAT, **{k: json.dumps(v) for k, v in metadata.items()}}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 

@@ -62,7 +62,8 @@ def compile_node(inferred: Inferred, rules: Rules) -> nn.Module:
         shortcut = compile_seq(inferred.shortcut, rules) if inferred.shortcut else nn.Identity()
         module = Residual(compile_seq(inferred.children[0], rules), shortcut)
     elif isinstance(node, ParallelNode):
-        module = Parallel([compile_seq(path, rules) for path in inferred.children], node.merge)
+        merge = inferred.merge.build([p.output for p in inferred.children], inferred.output)
+        module = Parallel([compile_seq(path, rules) for path in inferred.children], merge)
     else:
         raise TypeError(f"cannot compile {node!r}")
     if not inferred.trainable:
@@ -127,12 +128,16 @@ def _graph_module(inferred: Inferred, names: list[str], modules: list[nn.Module]
     return fx.GraphModule(root, graph, class_name=class_name)
 
 
+# Attribute names of the containers: a submodule called `forward` or `graph` would shadow them.
+_RESERVED = frozenset(dir(nn.Sequential)) | frozenset(dir(fx.GraphModule))
+
+
 def _module_names(inferred: Inferred) -> list[str]:
     names, used = [], set()
     for i, child in enumerate(inferred.children):
         kind = _identifier(child.node.kind)
         name = child.node.name or (f"{kind}{i}" if kind[-1:].isalpha() else f"{kind}_{i}")
-        while name in used:
+        while name in used or name in _RESERVED:
             name += "_"
         used.add(name)
         names.append(name)

@@ -135,17 +135,25 @@ class Walker:
         if isinstance(shortcut, SeqNode):
             result.shortcut = self.seq(shortcut, inputs, depth, trainable)
         shortcut_shape = result.shortcut.output if result.shortcut else inputs[0]
-        self.ctx.origin = node.origin
-        if shortcut_shape != body.output and all(isinstance(d, int) for d in (*shortcut_shape, *body.output)):
-            hint = "use `shortcut: auto` to project the input" if node.shortcut == "identity" else None
-            raise self.failure(node.origin, "residual", ShapeError(
-                f"body gives {shape_text(body.output)} but the shortcut gives {shape_text(shortcut_shape)}", hint))
-        for axis, (a, b) in enumerate(zip(body.output, shortcut_shape)):
-            self.ctx.equal(a, b, f"residual body and shortcut differ along axis {axis}")
+        hint = "use `shortcut: auto` to project the input" if node.shortcut == "identity" else None
+        self.require_equal(node, "residual", [body.output, shortcut_shape],
+                           f"body gives {shape_text(body.output)} but the shortcut gives {shape_text(shortcut_shape)}",
+                           "residual body and shortcut differ", hint)
         self.rows.append(Row(len(self.rows), depth, "add", "add (body + shortcut)", node.origin,
                              [body.output, shortcut_shape], body.output,
                              f"{shape_text(body.output)} + {shape_text(shortcut_shape)}"))
         return result
+
+    def require_equal(self, node: Node, kind: str, shapes: list[Shape], message: str, differ: str,
+                      hint: str | None = None) -> None:
+        """Residual and parallel `add` need exactly equal shapes (no broadcasting): an error for
+        concrete sizes, a condition on symbolic ones."""
+        self.ctx.origin = node.origin
+        if any(s != shapes[0] for s in shapes) and all(isinstance(d, int) for s in shapes for d in s):
+            raise self.failure(node.origin, kind, ShapeError(message, hint))
+        for other in shapes[1:]:
+            for axis, (a, b) in enumerate(zip(shapes[0], other)):
+                self.ctx.equal(a, b, f"{differ} along axis {axis}")
 
     def projection(self, node: ResidualNode, given: Shape, wanted: Shape) -> SeqNode:
         """torchvision's downsample: conv1x1(stride = spatial ratio, bias=False) + BatchNorm."""
@@ -172,13 +180,10 @@ class Walker:
         merge = REGISTRY[node.merge]()
         self.ctx.origin = node.origin
         shapes = [p.output for p in paths]
-        if node.merge == "add" and any(s != shapes[0] for s in shapes):
-            if all(isinstance(d, int) for s in shapes for d in s):
-                raise self.failure(node.origin, "parallel (merge: add)", ShapeError(
-                    "add needs equal shapes, got " + " and ".join(shape_text(s) for s in shapes)))
-            for other in shapes[1:]:
-                for axis, (a, b) in enumerate(zip(shapes[0], other)):
-                    self.ctx.equal(a, b, f"parallel paths differ along axis {axis}")
+        if node.merge == "add":
+            self.require_equal(node, "parallel (merge: add)", shapes,
+                               "add needs equal shapes, got " + " and ".join(shape_text(s) for s in shapes),
+                               "parallel paths differ")
         try:
             info = merge.infer([p.output for p in paths], self.ctx)
         except ShapeError as e:

@@ -28,13 +28,17 @@ Nonlinearity = Literal["linear", "conv2d", "sigmoid", "tanh", "relu", "leaky_rel
 
 
 class Initializer(BaseModel):
+    """An initializer's arguments; the fields are named as torch.nn.init's parameters."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     name: ClassVar[str]
     min_dims: ClassVar[int] = 1  # fan-based initializers need a weight of rank ≥ 2
 
     def apply(self, tensor) -> None:
-        raise NotImplementedError
+        from torch import nn
+
+        getattr(nn.init, f"{self.name}_")(tensor, **self.model_dump())
 
 
 class Default(Initializer):
@@ -49,21 +53,13 @@ class Default(Initializer):
 class KaimingNormal(Initializer):
     name = "kaiming_normal"
     min_dims = 2
+    a: float = 0.0
     mode: Literal["fan_in", "fan_out"] = "fan_in"
     nonlinearity: Nonlinearity = "leaky_relu"
-    a: float = 0.0
-
-    def apply(self, tensor) -> None:
-        from torch import nn
-        nn.init.kaiming_normal_(tensor, a=self.a, mode=self.mode, nonlinearity=self.nonlinearity)
 
 
 class KaimingUniform(KaimingNormal):
     name = "kaiming_uniform"
-
-    def apply(self, tensor) -> None:
-        from torch import nn
-        nn.init.kaiming_uniform_(tensor, a=self.a, mode=self.mode, nonlinearity=self.nonlinearity)
 
 
 class XavierNormal(Initializer):
@@ -71,17 +67,9 @@ class XavierNormal(Initializer):
     min_dims = 2
     gain: PositiveFloat = 1.0
 
-    def apply(self, tensor) -> None:
-        from torch import nn
-        nn.init.xavier_normal_(tensor, gain=self.gain)
-
 
 class XavierUniform(XavierNormal):
     name = "xavier_uniform"
-
-    def apply(self, tensor) -> None:
-        from torch import nn
-        nn.init.xavier_uniform_(tensor, gain=self.gain)
 
 
 class Orthogonal(Initializer):
@@ -89,19 +77,11 @@ class Orthogonal(Initializer):
     min_dims = 2
     gain: PositiveFloat = 1.0
 
-    def apply(self, tensor) -> None:
-        from torch import nn
-        nn.init.orthogonal_(tensor, gain=self.gain)
-
 
 class Normal(Initializer):
     name = "normal"
     mean: float = 0.0
     std: PositiveFloat = 1.0
-
-    def apply(self, tensor) -> None:
-        from torch import nn
-        nn.init.normal_(tensor, mean=self.mean, std=self.std)
 
 
 class TruncNormal(Normal):
@@ -109,19 +89,11 @@ class TruncNormal(Normal):
     a: float = -2.0
     b: float = 2.0
 
-    def apply(self, tensor) -> None:
-        from torch import nn
-        nn.init.trunc_normal_(tensor, mean=self.mean, std=self.std, a=self.a, b=self.b)
-
 
 class Uniform(Initializer):
     name = "uniform"
     a: float = 0.0
     b: float = 1.0
-
-    def apply(self, tensor) -> None:
-        from torch import nn
-        nn.init.uniform_(tensor, a=self.a, b=self.b)
 
 
 class Constant(Initializer):
@@ -130,23 +102,16 @@ class Constant(Initializer):
 
     def apply(self, tensor) -> None:
         from torch import nn
+
         nn.init.constant_(tensor, self.value)
 
 
 class Zeros(Initializer):
     name = "zeros"
 
-    def apply(self, tensor) -> None:
-        from torch import nn
-        nn.init.zeros_(tensor)
-
 
 class Ones(Initializer):
     name = "ones"
-
-    def apply(self, tensor) -> None:
-        from torch import nn
-        nn.init.ones_(tensor)
 
 
 INITIALIZERS: dict[str, type[Initializer]] = {

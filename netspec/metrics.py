@@ -106,3 +106,23 @@ def plot_confusion(names: list[str], confusion: torch.Tensor, path: Path) -> Non
     figure.tight_layout()
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
     plt.close(figure)
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, batches, classes: int, amp_dtype=None) -> tuple[float, torch.Tensor]:
+    """(cross-entropy summed over the samples, confusion matrix) of `model` on `batches`.
+
+    A model with more outputs than the data has classes is scored on the first `classes`
+    outputs only (an extra output must never count as "the last class")."""
+    model.eval()
+    loss_sum, confusion = 0.0, torch.zeros(classes, classes, dtype=torch.int64)
+    for x, y in batches.epoch(0, 0):
+        with torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(x).float()
+        loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        confusion += confusion_matrix(logits[:, :classes].argmax(1).cpu(), y.cpu(), classes)
+    return loss_sum, confusion
+
+
+def accuracy(confusion: torch.Tensor) -> float:
+    return int(confusion.diag().sum()) / max(int(confusion.sum()), 1)

@@ -56,24 +56,15 @@ class Residual(nn.Module):
 
 
 class Parallel(nn.Module):
-    """Runs every path on the same input and merges the outputs (concat on channels, or add)."""
+    """Runs every path on the same input and merges the outputs (a `Concat` or `Add` module)."""
 
-    def __init__(self, paths: list[nn.Module], merge: str):
+    def __init__(self, paths: list[nn.Module], merge: nn.Module):
         super().__init__()
         self.paths = nn.ModuleList(paths)
         self.merge = merge
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs = [path(x) for path in self.paths]
-        if self.merge == "concat":
-            return torch.cat(outputs, dim=1)
-        out = outputs[0]
-        for other in outputs[1:]:
-            out = out + other
-        return out
-
-    def extra_repr(self) -> str:
-        return f"merge={self.merge}"
+        return self.merge(*[path(x) for path in self.paths])
 
 
 class SqueezeExcite(nn.Module):

@@ -24,7 +24,7 @@ def fit_image(image: Image.Image, channels: int, height: int, width: int) -> np.
     image = image.convert(mode_for(channels))
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BILINEAR)
-    array = np.asarray(image, dtype=np.uint8)
+    array = np.array(image, dtype=np.uint8)  # a writable copy (torch.from_numpy warns on read-only arrays)
     return np.ascontiguousarray(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
 
 

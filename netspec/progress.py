@@ -23,8 +23,7 @@ class Progress:
     def start_epoch(self, epoch: int, epochs: int, steps: int, done: int = 0) -> None:
         if not self.enabled:
             return
-        self._started = time.monotonic()
-        self._last_plain = self._started
+        self._last_plain = time.monotonic()
         if self.live:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
 

@@ -29,7 +29,8 @@ def human_bytes(value: Dim) -> str:
     return f"{value} B"
 
 
-def _count(value: Dim) -> str:
+def count_text(value: Dim) -> str:
+    """`61,706`, or the formula of a symbolic count."""
     return f"{value:,}" if isinstance(value, int) else sym.fmt(value)
 
 
@@ -42,7 +43,7 @@ def table_rows(report: Report) -> list[tuple[str, ...]]:
     for row in report.rows:
         output = shape_text(row.output) if row.output is not None else "?"
         rows.append((str(row.index), "  " * row.depth + row.label, str(row.line or ""), output,
-                     row.formula, _count(row.params), _count(row.macs)))
+                     row.formula, count_text(row.params), count_text(row.macs)))
     return rows
 
 
@@ -65,9 +66,9 @@ def table(report: Report, bold: bool = False) -> str:
 def totals(report: Report) -> list[str]:
     lines = [
         f"input {shape_text(report.input)} → output {shape_text(report.output) if report.output else '?'}",
-        f"params: {human(report.params)}  (trainable {_count(report.trainable_params)}, "
-        f"non-trainable {_count(report.non_trainable_params)})",
-        f"buffers: {_count(report.buffers)}",
+        f"params: {human(report.params)}  (trainable {count_text(report.trainable_params)}, "
+        f"non-trainable {count_text(report.non_trainable_params)})",
+        f"buffers: {count_text(report.buffers)}",
         f"MACs: {human(report.macs)}   FLOPs (= 2×MACs): {human(report.flops)}",
         f"parameter memory (float32): {human_bytes(report.param_bytes)}",
         f"activation memory (batch 1, float32, every layer's output): {human_bytes(report.activation_bytes)}",

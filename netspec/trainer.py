@@ -21,7 +21,8 @@ from netspec import checkpoint as ckpt
 from netspec.config import TrainConfig
 from netspec.data.batches import Batches
 from netspec.errors import RunStopped, SpecError
-from netspec.metrics import append_jsonl, confusion_matrix, per_class_accuracy, per_class_table, plot_curves, read_jsonl, rewrite_jsonl
+from netspec.metrics import (accuracy, append_jsonl, per_class_accuracy, per_class_table, plot_curves, read_jsonl,
+                             rewrite_jsonl, validate)
 from netspec.progress import Progress
 from netspec.schedule import learning_rate
 from netspec.training_setup import Setup, prepare
@@ -63,10 +64,11 @@ class Trainer:
         self.config: TrainConfig = setup.config
         self.say = setup.progress.say
         device, data = setup.device, setup.data
-        self.train_batches = Batches(data, "train", self.config.batch_size, device, self.config.augment,
+        normalize = self.config.augment.normalize
+        self.train_batches = Batches(data, "train", self.config.batch_size, device, self.config.augment, normalize,
                                      setup.rank, setup.world, self.config.workers, self.config.channels_last)
-        self.val_batches = Batches(data, "val", self.config.batch_size, device, None, 0, 1,
-                                   self.config.workers, self.config.channels_last)
+        self.val_batches = Batches(data, "val", self.config.batch_size, device, None, normalize,
+                                   workers=self.config.workers, channels_last=self.config.channels_last)
         if len(self.train_batches) == 0:
             raise SpecError.at(None, "--batch-size", f"batch size {self.config.batch_size} is larger than the "
                                f"{len(data.train)} training samples", "lower --batch-size")
@@ -109,17 +111,21 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             loss, logits = self.train_step(model, x, y)
-            if not torch.isfinite(loss):
-                self.diverged(loss.item())
-            loss_sum += loss.detach().double() * len(y)
+            loss_sum += loss.detach().double() * len(y)  # on the device: no sync per step
             correct += (logits.argmax(1) == y).sum()
             totals.seen += len(y)
             self.position.step += 1
             self.position.global_step += 1
-            if self.position.step % 10 == 0 or self.position.step == self.steps:
-                self.s.progress.step(self.position.step, self.steps, (totals.loss + loss_sum.item()) / totals.seen,
-                                     (totals.correct + correct.item()) / totals.seen)
-            if self.stop_requested or (config.checkpoint_every and self.position.global_step % config.checkpoint_every == 0):
+            report = self.position.step % 10 == 0 or self.position.step == self.steps
+            save = self.stop_requested or (config.checkpoint_every and self.position.global_step % config.checkpoint_every == 0)
+            if report or save:  # read the running loss only here; never checkpoint past a NaN
+                running = loss_sum.item()
+                if not math.isfinite(running):
+                    self.diverged(running)
+                if report:
+                    self.s.progress.step(self.position.step, self.steps, (totals.loss + running) / totals.seen,
+                                         (totals.correct + correct.item()) / totals.seen)
+            if save:
                 self._fold(totals, loss_sum, correct, started)
                 loss_sum.zero_(), correct.zero_()
                 started = time.monotonic()
@@ -151,14 +157,13 @@ class Trainer:
     # -- epoch end ------------------------------------------------------------------------------
     def end_epoch(self, lr: float) -> None:
         totals = self.s.reduce_totals(self.position.totals)
-        val_loss, val_acc, _ = self.evaluate()
+        val_loss, val_acc, confusion = self.evaluate()
+        self.last_validation = (val_acc, confusion)
         record = {
             "epoch": self.position.epoch, "train_loss": totals.loss / max(totals.seen, 1),
             "train_acc": totals.correct / max(totals.seen, 1), "val_loss": val_loss, "val_acc": val_acc,
             "lr": lr, "images_per_s": totals.seen / max(totals.seconds, 1e-9), "seconds": totals.seconds,
         }
-        if not math.isfinite(record["train_loss"]):
-            self.diverged(record["train_loss"])
         improved = val_acc > self.position.best_val_acc
         if improved:
             self.position.best_val_acc = val_acc
@@ -178,27 +183,18 @@ class Trainer:
             plot_curves(read_jsonl(self.s.run_dir / "metrics.jsonl"), self.s.run_dir / "curves.png")
             self.plotted_at = time.monotonic()
 
-    @torch.no_grad()
     def evaluate(self) -> tuple[float, float, torch.Tensor]:
         """Validation loss, accuracy and the confusion matrix (every process sees all of it)."""
-        model = self.s.model.eval()
-        classes = len(self.s.data.classes)
-        loss_sum, confusion = 0.0, torch.zeros(classes, classes, dtype=torch.int64)
-        for x, y in self.val_batches.epoch(0, 0):
-            with torch.autocast(self.s.device.type, dtype=self.s.amp_dtype, enabled=self.s.amp_dtype is not None):
-                logits = model(x).float()
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-            confusion += confusion_matrix(logits.argmax(1).clamp_max(classes - 1).cpu(), y.cpu(), classes)
-        total = int(confusion.sum())
-        return loss_sum / max(total, 1), int(confusion.diag().sum()) / max(total, 1), confusion
+        loss_sum, confusion = validate(self.s.model, self.val_batches, len(self.s.data.classes), self.s.amp_dtype)
+        return loss_sum / max(int(confusion.sum()), 1), accuracy(confusion), confusion
 
     def finish(self) -> None:
         if not self.s.is_main:
             return
-        _, val_acc, confusion = self.evaluate()
+        val_acc, confusion = self.last_validation
         names = self.s.data.classes
-        accuracy = dict(zip(names, per_class_accuracy(confusion)))
-        record = {"val_acc": val_acc, "per_class": accuracy, "confusion": confusion.tolist(), "classes": names}
+        per_class = dict(zip(names, per_class_accuracy(confusion)))
+        record = {"val_acc": val_acc, "per_class": per_class, "confusion": confusion.tolist(), "classes": names}
         ckpt.atomic_write_text(self.s.run_dir / "per_class.json", json.dumps(record, indent=2) + "\n")
         self.say("per-class validation accuracy (last weights):\n" + per_class_table(names, confusion))
         self.say(f"done: {self.s.run_dir}  (best val acc {self.position.best_val_acc * 100:.2f}%, "
@@ -215,11 +211,11 @@ class Trainer:
         ckpt.save_state(self.s.run_dir / state_name, self.optimizer, self._rng_states(), counters)
         meta = {**self.s.weights_metadata(), "epoch": p.epoch, "step": p.step, "state": state_name,
                 "complete": p.step == self.steps}
-        ckpt.save_weights(self.s.run_dir / "last.safetensors", self.s.bare_model, meta)
+        tensors = ckpt.weight_tensors(self.s.bare_model)
+        ckpt.save_weights(self.s.run_dir / "last.safetensors", tensors, meta)
         ckpt.prune_states(self.s.run_dir, keep=state_name)
         if best:
-            ckpt.save_weights(self.s.run_dir / "best.safetensors", self.s.bare_model,
-                              {**meta, "val_acc": p.best_val_acc})
+            ckpt.save_weights(self.s.run_dir / "best.safetensors", tensors, {**meta, "val_acc": p.best_val_acc})
 
     def _rng_states(self) -> dict[str, torch.Tensor]:
         states = {"torch": torch.get_rng_state(), "augment": self.augment_rng.get_state()}

@@ -19,9 +19,6 @@ from netspec.progress import Progress
 from netspec.rundir import latest_run_dir, new_run_dir, read_config, write_config, write_spec_copy
 from netspec.spec import Spec, load
 
-FLAG_NAMES = {"batch_size": "--batch-size", "data_root": "--data-root", "checkpoint_every": "--checkpoint-every",
-              "channels_last": "--channels-last", "label_smoothing": "--label-smoothing",
-              "weight_decay": "--weight-decay", "warmup_epochs": "--warmup-epochs"}
 
 
 @dataclass
@@ -78,19 +75,25 @@ def prepare(spec_path: Path, overrides: dict, set_vars: list[str], out: Path | N
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     spec_path = Path(spec_path)
     resume_from = None
+    notes = []
     if resume:
-        resume_from = latest_run_dir(load(spec_path, overrides=set_vars).name, out)
+        name = load(spec_path, overrides=set_vars).name if out is None else ""
+        resume_from = latest_run_dir(name, out)
         saved = read_config(resume_from)
         set_vars = saved.get("overrides", set_vars)
+        ignored = sorted(k for k in overrides if k != "epochs" and not _same_setting(overrides[k], saved["train"].get(k)))
+        if ignored:
+            notes.append(f"resuming with the run's own settings; ignored: {', '.join(ignored)}")
         overrides = {**saved["train"], **{k: v for k, v in overrides.items() if k == "epochs"}}
         if not (resume_from / "last.safetensors").exists():
             raise SpecError.at(None, "--resume", f"{resume_from} has no checkpoint yet", "start a new run instead")
-    spec = load(spec_path, overrides=set_vars)
+    # A resumed run continues the spec as trained (its copy in the run directory), even if the
+    # spec file has changed since.
+    spec = load(resume_from / "spec.yaml" if resume_from else spec_path, overrides=set_vars)
     config = resolve_config(spec, overrides)
     if config.data is None:
         raise SpecError.at(None, "--data", "no dataset: give --data (e.g. --data digits) or `train: {data: ...}`")
     device = pick_device(config.device, rank)
-    notes = []
     amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.amp]
     if config.amp == "fp16" and device.type != "cuda":
         raise SpecError.at(None, "--amp", "fp16 mixed precision needs CUDA", "use --amp bf16 on CPU, or --amp none")
@@ -101,7 +104,7 @@ def prepare(spec_path: Path, overrides: dict, set_vars: list[str], out: Path | N
     if config.channels_last == "auto":
         has_conv = any(isinstance(m, torch.nn.Conv2d) for m in bare_model.modules())
         config = config.model_copy(update={"channels_last": has_conv and len(spec.input) == 3})
-    data = load_data(config.data, spec.input, Path(config.data_root) if config.data_root else None, config.seed)
+    data = load_data(config.data, spec.input, Path(config.data_root) if config.data_root else None)
     check_outputs(report.output, data, spec)
     run_dir = resume_from or _make_run_dir(spec, config, data, set_vars, out, rank)
     if init_from is not None and resume_from is None:
@@ -121,6 +124,13 @@ def prepare(spec_path: Path, overrides: dict, set_vars: list[str], out: Path | N
                  resume_from, progress if rank == 0 else Progress(enabled=False), rank, world, notes)
 
 
+def _same_setting(given, saved) -> bool:
+    """A flag equals the saved setting (for `augment`, every sub-key given)."""
+    if isinstance(given, dict) and isinstance(saved, dict):
+        return all(saved.get(k) == v for k, v in given.items())
+    return given == saved
+
+
 def resolve_config(spec: Spec, overrides: dict) -> TrainConfig:
     merged = spec.train.model_dump(exclude_unset=True) if spec.train else {}
     for key, value in overrides.items():
@@ -133,9 +143,10 @@ def resolve_config(spec: Spec, overrides: dict) -> TrainConfig:
     except ValidationError as e:
         diagnostics = []
         for err in e.errors(include_url=False):
-            key = str(err["loc"][0])
-            flag = FLAG_NAMES.get(key, f"--{key.replace('_', '-')}")
-            where = flag if key in overrides else f"train.{'.'.join(map(str, err['loc']))}"
+            loc = err["loc"]
+            key = str(loc[0])
+            flag = "--" + str(loc[-1] if key == "augment" else key).replace("_", "-")  # --pad, not --augment
+            where = flag if key in overrides else f"train.{'.'.join(map(str, loc))}"
             diagnostics.append(Diagnostic(spec.input_mark if key not in overrides else None, where,
                                           err["msg"][0].lower() + err["msg"][1:]))
         raise SpecError(diagnostics) from None

@@ -173,3 +173,11 @@ def test_se_matches_the_seed_selayer():
     assert load_torchvision(model, seed).complete
     x = torch.randn(3, 64, 8, 8)
     assert torch.allclose(model(x), seed(x), atol=1e-6)
+
+
+def test_node_names_that_are_module_attributes_still_build():
+    model = netspec.build(netspec.loads(
+        "name: n\ninput: [3, 8, 8]\nlayers:\n  - conv: {out: 4, kernel: 3}\n    name: forward\n"
+        "  - relu:\n    name: graph\n  - conv: {out: 4, kernel: 1}\n    from: graph\n", "n.yaml"))
+    assert model(torch.randn(1, 3, 8, 8)).shape == (1, 4, 6, 6)
+    assert [n for n, _ in model.named_children()] == ["forward_", "graph_", "conv2"]

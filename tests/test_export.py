@@ -159,3 +159,11 @@ def test_bench_compares_eager_and_onnxruntime(cli):
     assert result.code == 0, result.err
     assert "pytorch eager" in result.out and "onnxruntime cpu" in result.out
     assert "parity: max |onnxruntime − torch|" in result.out and "threads: 1" in result.out
+
+
+def test_a_fixed_batch_larger_than_the_data_exports_and_benches(digits_run, tmp_path, cli):
+    report = export_onnx(load_source(digits_run), tmp_path / "b512.onnx", batch=512)  # 360 validation images
+    assert report.real_samples == 360 and report.real_top1_agreement == 1.0
+    result = cli("bench", tmp_path / "b512.onnx", "--batch", "1", "--seconds", "0.1")
+    assert result.code == 0, result.err
+    assert cli("bench", tmp_path / "b512.onnx", "--batch", "-1").code == 2

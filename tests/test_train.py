@@ -168,3 +168,62 @@ def test_batch_augmentation_crops_and_flips_exactly_like_slicing():
         dy, dx = offsets[i].tolist()
         expected = padded[i, :, dy:dy + 12, dx:dx + 10]
         assert torch.equal(out[i], expected.flip(2) if flips[i] else expected)
+
+
+def test_validation_uses_the_runs_normalisation(tmp_path, cli):
+    """With --no-normalize, validation during training and `netspec eval` agree."""
+    run_dir = train(LENET, {"data": "digits", "epochs": 2, "augment": {"normalize": False}}, out=tmp_path / "raw")
+    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    result = cli("eval", run_dir, "--weights", "last")
+    assert result.code == 0, result.err
+    assert json.loads((run_dir / "eval.json").read_text())["accuracy"] == pytest.approx(last["val_acc"], abs=1e-9)
+
+
+def test_eval_reads_datasets_from_the_default_root(lenet_run, monkeypatch):
+    import netspec.evaluate as evaluate_module
+
+    seen = {}
+    real = evaluate_module.load_data
+
+    def spy(source, shape, root=None, val_only=False):
+        seen.update(root=root, val_only=val_only)
+        return real(source, shape, root, val_only)
+
+    monkeypatch.setattr(evaluate_module, "load_data", spy)
+    evaluate_module.evaluate_run(lenet_run)
+    assert seen == {"root": None, "val_only": True}  # None = ~/.cache/netspec, never the cwd
+
+
+def test_resume_continues_the_spec_as_trained(tmp_path, capsys):
+    spec = tmp_path / "net.yaml"
+    spec.write_text(LENET.read_text())
+    run_dir = train(spec, {"data": "digits", "epochs": 1}, out=tmp_path / "run")
+    spec.write_text(LENET.read_text().replace("linear: 120", "linear: 100"))  # edited afterwards
+    train(spec, {"epochs": 2}, out=run_dir, resume=True)
+    records = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len(records) == 2
+    assert load_file(run_dir / "last.safetensors")["linear7.weight"].shape == (120, 400)
+
+
+def test_augment_flag_errors_name_the_flag(cli, tmp_path):
+    result = cli("train", LENET, "--data", "digits", "--pad", "-1", "--out", tmp_path / "run")
+    assert result.code == 2 and "--pad: input should be greater than or equal to 0" in result.err
+
+
+def test_extra_outputs_never_count_as_the_last_class():
+    from netspec.data import Data, Split
+    from netspec.data.batches import Batches
+    from netspec.metrics import validate
+
+    class TwelveOutputs(torch.nn.Module):
+        def forward(self, x):  # always predicts output 11, which is not one of the 10 classes
+            scores = torch.zeros(len(x), 12)
+            scores[:, 11] = 5.0
+            scores[:, 3] = 1.0
+            return scores
+
+    labels = torch.full((8,), 9)
+    data = Data("t", None, Split(torch.zeros(8, 1, 2, 2, dtype=torch.uint8), labels), [str(i) for i in range(10)],
+                (0.5,), (0.5,))
+    _, confusion = validate(TwelveOutputs(), Batches(data, "val", 4, torch.device("cpu")), 10)
+    assert confusion[9, 3] == 8 and confusion[9, 9] == 0

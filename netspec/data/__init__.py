@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from netspec.errors import SpecError, did_you_mean
+from netspec.errors import Diagnostic, SpecError, did_you_mean
 
 SOURCES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "digits", "synthetic", "folder:PATH")
 DEFAULT_ROOT = Path("~/.cache/netspec").expanduser()
@@ -25,11 +25,7 @@ class DataError(SpecError):
     """A dataset that cannot be found, read or adapted to the spec: exit code 2."""
 
     def __init__(self, message: str, hint: str | None = None):
-        super().__init__([])
-        from netspec.errors import Diagnostic
-
-        self.diagnostics = [Diagnostic(None, "data", message, hint)]
-        self.args = (self.format(),)
+        super().__init__([Diagnostic(None, "data", message, hint)])
 
 
 @dataclass
@@ -46,57 +42,79 @@ class Split:
 @dataclass
 class Data:
     name: str
-    train: Any  # Split, or a torch Dataset of (uint8 C×H×W, label) for folders
+    train: Any  # Split, or a torch Dataset of (uint8 C×H×W, label) for folders; None when val_only
     val: Any
     classes: list[str]
-    mean: tuple[float, ...]  # per channel, of the training images scaled to [0, 1]
-    std: tuple[float, ...]
-    in_memory: bool = True
+    mean: tuple[float, ...] | None  # per channel, of the training images scaled to [0, 1]
+    std: tuple[float, ...] | None
     notes: list[str] = field(default_factory=list)  # what adaptation happened, for the log
 
 
-def load_data(source: str, input_shape: tuple, root: Path | None = None, seed: int = 0,
-              synthetic_size: int = 2048) -> Data:
-    """The named dataset at `input_shape` (C, H, W). Raises DataError with a one-line reason."""
+def load_data(source: str, input_shape: tuple, root: Path | None = None, val_only: bool = False) -> Data:
+    """The named dataset at `input_shape` (C, H, W). Raises DataError with a one-line reason.
+
+    `val_only` (eval, export) skips adapting the training split and computing its statistics:
+    the caller uses the mean/std saved with the weights."""
     root = Path(root).expanduser() if root else DEFAULT_ROOT
     if len(input_shape) != 3:
         raise DataError(f"image datasets need a C×H×W spec input, this spec takes {list(input_shape)}")
     if source == "digits":
-        return _adapt("digits", *_digits(seed), input_shape)
+        return _adapt("digits", *_digits(), input_shape, val_only)
     if source == "synthetic":
-        return _synthetic(input_shape, synthetic_size, seed)
+        return _synthetic(input_shape)
     if source.startswith("folder:"):
         from netspec.data.folder import load_folder
 
-        return load_folder(Path(source[len("folder:"):]).expanduser(), input_shape, seed)
+        return load_folder(Path(source[len("folder:"):]).expanduser(), input_shape, val_only)
     if source in ("mnist", "fashion_mnist", "cifar10", "cifar100"):
         from netspec.data.files import load_files
 
         train, val, classes = load_files(source, root)
-        return _adapt(source, train, val, classes, input_shape)
+        return _adapt(source, train, val, classes, input_shape, val_only)
     hint = did_you_mean(source, SOURCES) or f"one of {', '.join(SOURCES)}"
     raise DataError(f"unknown dataset `{source}`", hint)
 
 
-def _digits(seed: int):
-    """scikit-learn's bundled 8×8 digits (0..16), scaled to 0..255; a fixed stratified 80/20 split."""
+def digits_arrays():
+    """scikit-learn's bundled 8×8 digits scaled 0..16 → 0..255 (uint8 N×1×8×8), labels, and the
+    fixed stratified 80/20 split (indices) netspec trains and validates on."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
-    images = np.round(digits.images * (255 / 16)).astype(np.uint8)[:, None]  # N×1×8×8
+    images = np.round(digits.images * (255 / 16)).astype(np.uint8)[:, None]
     labels = digits.target.astype(np.int64)
-    index = np.arange(len(labels))
-    train_index, val_index = train_test_split(index, test_size=0.2, stratify=labels, random_state=0)
+    train_index, val_index = train_test_split(np.arange(len(labels)), test_size=0.2, stratify=labels, random_state=0)
+    return images, labels, train_index, val_index
+
+
+def _digits():
+    images, labels, train_index, val_index = digits_arrays()
     train = (images[train_index], labels[train_index])
     val = (images[val_index], labels[val_index])
     return train, val, [str(d) for d in range(10)]
 
 
-def _synthetic(input_shape: tuple, size: int, seed: int) -> Data:
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Exact per-channel mean and std (in [0, 1]) of uint8 N×C×H×W images, from 256-bin counts:
+    no float copy of the dataset (which for CIFAR at 224×224 would be 30 GB)."""
+    counts = torch.stack([torch.bincount(images[:, i].reshape(-1), minlength=256)
+                          for i in range(images.shape[1])]).double()
+    values = torch.arange(256, dtype=torch.float64) / 255
+    n = counts.sum(1)
+    mean = (counts * values).sum(1) / n
+    var = (counts * (values - mean[:, None]) ** 2).sum(1) / n  # over all pixels (population std)
+    return tuple(mean.tolist()), tuple(var.sqrt().clamp_min(1e-6).tolist())
+
+
+SYNTHETIC_TRAIN = 2048
+
+
+def _synthetic(input_shape: tuple) -> Data:
     """Random images in 10 classes, learnable but not trivially: each class has its own random
-    template, every image is its template plus strong noise. For smoke tests and throughput."""
-    generator = torch.Generator().manual_seed(seed)
+    template, every image is its template plus strong noise. The same set every time (fixed
+    seed), so a run can be evaluated and exported against it. For smoke tests and throughput."""
+    generator = torch.Generator().manual_seed(0)
     c, h, w = input_shape
     templates = torch.rand((10, c, h, w), generator=generator)
 
@@ -106,22 +124,18 @@ def _synthetic(input_shape: tuple, size: int, seed: int) -> Data:
         images = (0.12 * templates[labels] + 0.88 * noise).mul_(255).round_().to(torch.uint8)
         return Split(images, labels)
 
-    train, val = split(size), split(max(size // 8, 16))
-    scaled = train.images.float().div_(255)
-    mean, std = scaled.mean(dim=(0, 2, 3)), scaled.std(dim=(0, 2, 3))
-    return Data("synthetic", train, val, [str(i) for i in range(10)], tuple(mean.tolist()), tuple(std.tolist()))
+    train, val = split(SYNTHETIC_TRAIN), split(SYNTHETIC_TRAIN // 8)
+    return Data("synthetic", train, val, [str(i) for i in range(10)], *channel_stats(train.images))
 
 
-def _adapt(name: str, train, val, classes: list[str], input_shape: tuple) -> Data:
+def _adapt(name: str, train, val, classes: list[str], input_shape: tuple, val_only: bool = False) -> Data:
     """Convert channels (1 ↔ 3) and resize to the spec's input; compute the training mean/std."""
     notes: list[str] = []
-    splits = [adapt_images(images, input_shape, name, notes) for images, _ in (train, val)]
-    labels = [torch.as_tensor(lab, dtype=torch.int64) for _, lab in (train, val)]
-    scaled = splits[0].float().div_(255)
-    mean = tuple(scaled.mean(dim=(0, 2, 3)).tolist())
-    std = tuple(scaled.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist())
-    return Data(name, Split(splits[0], labels[0]), Split(splits[1], labels[1]), classes, mean, std,
-                notes=sorted(set(notes)))
+    val_split = Split(adapt_images(val[0], input_shape, name, notes), torch.as_tensor(val[1], dtype=torch.int64))
+    if val_only:
+        return Data(name, None, val_split, classes, None, None, notes=sorted(set(notes)))
+    train_split = Split(adapt_images(train[0], input_shape, name, notes), torch.as_tensor(train[1], dtype=torch.int64))
+    return Data(name, train_split, val_split, classes, *channel_stats(train_split.images), notes=sorted(set(notes)))
 
 
 def adapt_images(images, input_shape: tuple, name: str, notes: list[str]) -> torch.Tensor:

@@ -27,13 +27,13 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 class Batches:
     """Iterates one split in global batches; each process takes its slice of every batch."""
 
-    def __init__(self, data: Data, split: str, batch_size: int, device: torch.device, augment: Augment | None,
-                 rank: int = 0, world: int = 1, workers: int = 0, channels_last: bool = False):
+    def __init__(self, data: Data, split: str, batch_size: int, device: torch.device, augment: Augment | None = None,
+                 normalize: bool = True, rank: int = 0, world: int = 1, workers: int = 0, channels_last: bool = False):
         self.source = data.train if split == "train" else data.val
         self.training = split == "train"
         self.batch_size, self.device, self.rank, self.world = batch_size, device, rank, world
         self.augment = augment if self.training else None
-        self.normalize = augment is None or augment.normalize
+        self.normalize = normalize
         mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
         std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
         self.scale, self.shift = 1 / (255 * std), mean / std
@@ -53,12 +53,11 @@ class Batches:
         """(x float normalised, y) per step from `start_step`; `generator` draws the augmentation."""
         n = len(self.source)
         order = epoch_order(n, seed, epoch) if self.training else torch.arange(n)
-        chunks = [order[step * self.batch_size:(step + 1) * self.batch_size] for step in range(start_step, len(self))]
         if isinstance(self.source, Split):
-            for index in chunks:
-                index = index.to(self.device)
+            for index in order.to(self.device).split(self.batch_size)[start_step:len(self)]:
                 yield self._batch(self.images[index], self.labels[index], generator)
         else:
+            chunks = order.split(self.batch_size)[start_step:len(self)]
             for images, labels in self._stream(chunks):
                 yield self._batch(images.to(self.device, non_blocking=True),
                                   labels.to(self.device, non_blocking=True), generator)
@@ -107,12 +106,19 @@ def augment_batch(images: torch.Tensor, augment: Augment, generator: torch.Gener
     batch, _, height, width = images.shape
     if augment.pad:
         pad = augment.pad
-        offsets = torch.randint(0, 2 * pad + 1, (batch, 2), generator=generator).to(images.device)
+        offsets = _to_device(torch.randint(0, 2 * pad + 1, (batch, 2), generator=generator), images.device)
         padded = F.pad(images, (pad, pad, pad, pad))                           # B×C×(H+2p)×(W+2p)
         windows = padded.unfold(2, height, 1).unfold(3, width, 1)              # B×C×(2p+1)×(2p+1)×H×W, a view
         n = torch.arange(batch, device=images.device)
         images = windows[n, :, offsets[:, 0], offsets[:, 1]]                   # B×C×H×W
     if augment.flip:
-        flip = (torch.rand(batch, generator=generator) < 0.5).to(images.device)
+        flip = _to_device(torch.rand(batch, generator=generator) < 0.5, images.device)
         images = torch.where(flip[:, None, None, None], images.flip(3), images)
     return images
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy without making the host wait for the GPU (a no-op on the CPU)."""
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)

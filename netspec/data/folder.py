@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from netspec.data import Data, DataError
+from netspec.data import Data, DataError, channel_stats
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 VAL_FRACTION = 0.2
@@ -62,9 +62,9 @@ def decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
         raise DataError(f"cannot read image {path}: {exc}", "replace or delete the file") from exc
 
 
-def load_folder(path: Path, input_shape: tuple, seed: int = 0) -> Data:
-    """The image folder at `path`, adapted to `input_shape`. `seed` is unused: the split is fixed."""
-    del seed
+def load_folder(path: Path, input_shape: tuple, val_only: bool = False) -> Data:
+    """The image folder at `path`, adapted to `input_shape` (the split does not depend on any seed).
+    `val_only` skips the training images' statistics (eval and export use the saved ones)."""
     c = input_shape[0]
     if c not in (1, 3):
         raise DataError(f"image folders give 1- or 3-channel images; the spec's input has {c} channels",
@@ -93,12 +93,12 @@ def load_folder(path: Path, input_shape: tuple, seed: int = 0) -> Data:
         classes = class_names(source)
         train, val = split(list_images(source, classes), source)
         notes.append(f"folder: no val/ folder, held out {VAL_FRACTION:.0%} of each class for validation")
-    check_headers(train + val)
+    check_headers(val if val_only else train + val)
     train_set = FolderDataset([f for f, _ in train], [label for _, label in train], input_shape)
     val_set = FolderDataset([f for f, _ in val], [label for _, label in val], input_shape)
-    mean, std = channel_stats(train_set)
+    mean, std = (None, None) if val_only else sample_stats(train_set)
     return Data(name=f"folder:{path}", train=train_set, val=val_set, classes=classes,
-                mean=mean, std=std, in_memory=False, notes=notes)
+                mean=mean, std=std, notes=notes)
 
 
 def class_names(folder: Path) -> list[str]:
@@ -156,17 +156,8 @@ def check_headers(images: list[tuple[Path, int]]) -> None:
             raise DataError(f"cannot read image {file}: {exc}", "replace or delete the file") from exc
 
 
-def channel_stats(dataset: FolderDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def sample_stats(dataset: FolderDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std in [0, 1] over up to STATS_SAMPLE evenly spaced training images."""
     n = len(dataset)
     indices = np.unique(np.linspace(0, n - 1, min(n, STATS_SAMPLE)).round().astype(np.int64))
-    channels = 1 if dataset.mode == "L" else 3
-    total, squares, pixels = np.zeros(channels), np.zeros(channels), 0
-    for i in indices:
-        values = decode(dataset.files[i], dataset.mode, dataset.size).reshape(channels, -1) / 255.0
-        total += values.sum(1)
-        squares += (values * values).sum(1)
-        pixels += values.shape[1]
-    mean = total / pixels
-    std = np.sqrt(np.maximum(squares / pixels - mean * mean, 0)).clip(min=1e-6)
-    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    return channel_stats(torch.stack([dataset[int(i)][0] for i in indices]))

@@ -11,22 +11,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
+
+from netspec.data import digits_arrays
 
 
 def write_digits(out: Path, count: int) -> list[Path]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    index = np.arange(len(digits.target))
-    _, val = train_test_split(index, test_size=0.2, stratify=digits.target, random_state=0)  # as in training
+    images, labels, _, val_index = digits_arrays()  # the validation split training held out
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i in val[:count]:
-        path = out / f"{i:04d}_label{digits.target[i]}.png"
-        Image.fromarray(np.round(digits.images[i] * (255 / 16)).astype(np.uint8), mode="L").save(path)
+    for i in val_index[:count]:
+        path = out / f"{i:04d}_label{labels[i]}.png"
+        Image.fromarray(images[i, 0]).save(path)
         paths.append(path)
     return paths
 

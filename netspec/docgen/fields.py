@@ -7,7 +7,7 @@ from typing import Any, Iterable
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from netspec import symbolic as sym
+from netspec.render import count_text
 from netspec.infer import check
 from netspec.layers.base import shape_text
 from netspec.report import Report
@@ -19,10 +19,6 @@ REGENERATE = "python -m netspec.docgen > docs/spec-language.md"
 def _cell(text: str) -> str:
     """Text safe inside a markdown table cell."""
     return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _count(value) -> str:
-    return f"{value:,}" if isinstance(value, int) else sym.fmt(value)
 
 
 def _scalar(value: Any) -> str:
@@ -184,7 +180,7 @@ def report_rows(report: Report) -> list[str]:
     for row in report.rows:
         table.append((str(row.index), "  " * row.depth + row.label,
                       shape_text(row.output) if row.output is not None else "?",
-                      _count(row.params), _count(row.macs), row.formula))
+                      count_text(row.params), count_text(row.macs), row.formula))
     widths = [max(len(r[i]) for r in table) for i in range(5)]
     lines = []
     for r in table:
@@ -196,7 +192,7 @@ def report_rows(report: Report) -> list[str]:
 
 def short_totals(report: Report) -> str:
     return (f"input {shape_text(report.input)} → output {shape_text(report.output)} · "
-            f"params {_count(report.params)} · MACs {_count(report.macs)}")
+            f"params {count_text(report.params)} · MACs {count_text(report.macs)}")
 
 
 def _example_entries(cls) -> list:
