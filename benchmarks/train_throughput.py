@@ -147,7 +147,10 @@ def run_netspec(case: Case, seed: int, out: Path, channels_last: bool = False) -
     overrides = {"data": case.data, "seed": seed, **case.overrides, **({"channels_last": True} if channels_last else {})}
     setup = prepare(case.spec, overrides, [], out, False, None, Progress(enabled=False))
     run.init = {k: v.detach().clone() for k, v in setup.bare_model.state_dict().items()}
-    Trainer(setup).run()
+    try:
+        Trainer(setup).run()
+    finally:
+        setup.release()  # the run directory's lock, as train() releases it
     run.wall = time.perf_counter() - t0
     with open(setup.run_dir / "metrics.jsonl") as f:
         records = [json.loads(line) for line in f if line.strip()]

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.runtime import OnnxModel, gpu_present
+from exporters.runtime import OnnxModel, check_batch_memory, gpu_present
+from netspec.errors import SpecError
 
 
 @dataclass
@@ -45,6 +46,7 @@ def bench(path: Path, batches: list[int], threads: int | None = None, seconds: f
             from exporters.onnx import export_onnx, load_source
 
             source = load_source(path)
+            _check_batches(batches, source.input_shape, "the spec")
             model = source.model.eval()
             onnx_path = Path(scratch) / f"{source.name}.onnx"
             report = export_onnx(source, onnx_path)
@@ -56,6 +58,7 @@ def bench(path: Path, batches: list[int], threads: int | None = None, seconds: f
             if gpu.on_gpu:
                 backends[f"onnxruntime {gpu.provider.removesuffix('ExecutionProvider').lower()}"] = gpu
         shape = backends["onnxruntime cpu"].info.input_shape
+        _check_batches(batches, shape, backends["onnxruntime cpu"].where)
         rows = []
         for batch in batches:
             x = np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)
@@ -65,6 +68,15 @@ def bench(path: Path, batches: list[int], threads: int | None = None, seconds: f
                 calls = {"pytorch eager": lambda: _torch_call(model, tensor), **calls}
             rows += _time(calls, batch, seconds)
     return rows, notes
+
+
+def _check_batches(batches: list[int], shape: list, where: str) -> None:
+    """Random inputs of every batch size are allocated: a fixed shape, within the memory budget."""
+    if not all(isinstance(d, int) for d in shape):
+        raise SpecError.at(None, where, "bench needs a fixed input size; this input has open axes "
+                           f"({'×'.join('?' if d is None else str(d) for d in shape)})")
+    for batch in batches:
+        check_batch_memory("--batch", batch, shape)
 
 
 def _torch_call(model, x):

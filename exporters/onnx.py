@@ -60,8 +60,10 @@ class ExportReport:
     data_file: Path | None = None
 
     def lines(self) -> list[str]:
-        lines = [f"wrote {self.path} ({self.bytes / 2**20:.2f} MiB, opset {self.opset}, batch {self.batch})"
-                 + (f" + {self.data_file.name}" if self.data_file else ""),
+        from exporters.runtime import printable
+
+        lines = [f"wrote {printable(self.path)} ({self.bytes / 2**20:.2f} MiB, opset {self.opset}, batch {self.batch})"
+                 + (f" + {printable(self.data_file.name)}" if self.data_file else ""),
                  "onnx.checker (full_check): ok",
                  f"parity, random inputs: max |onnxruntime − torch| = {self.max_abs_diff:.2e}, "
                  f"top-1 agreement {self.top1_agreement * 100:.1f}%"]
@@ -97,11 +99,11 @@ def _output_kind(spec) -> str:
 def export_onnx(source: Source, out: Path, opset: int = DEFAULT_OPSET, batch: str | int = "dynamic") -> ExportReport:
     """Export, check, verify against PyTorch; the file exists afterwards only if all passed."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _check_input(source, batch)
     model = source.model.eval()
     example = torch.randn(2 if batch == "dynamic" else int(batch), *source.input_shape)
     large = sum(t.numel() * t.element_size() for t in model.state_dict().values()) > EXTERNAL_DATA_BYTES
-    scratch = Path(tempfile.mkdtemp(prefix=".netspec-export-", dir=out.parent))
+    scratch = _scratch_beside(out)
     try:
         staged = scratch / out.name
         _torch_export(model, example, staged, opset, batch, large)
@@ -117,6 +119,33 @@ def export_onnx(source: Source, out: Path, opset: int = DEFAULT_OPSET, batch: st
     data = out.with_name(out.name + ".data")
     report.data_file = data if data.exists() else None
     return report
+
+
+def _check_input(source: Source, batch) -> None:
+    """The example and parity inputs are allocated: a fixed size within runtime's documented bounds."""
+    from exporters.runtime import check_batch_memory, input_size_problem
+
+    shape = source.input_shape
+    if not all(isinstance(d, int) for d in shape):
+        raise SpecError.at(None, "export", f"the input {'×'.join(map(str, shape))} has symbolic sizes",
+                           "give concrete sizes with --input, e.g. 3x224x224")
+    problem = input_size_problem(shape)
+    if problem:
+        raise SpecError.at(None, "export", f"input {problem}")
+    check_batch_memory("--batch", 3 if batch == "dynamic" else int(batch), shape)  # verify's largest random batch
+
+
+def _scratch_beside(out: Path) -> Path:
+    """A private scratch directory in the target's folder (so the final move is a rename)."""
+    from exporters.runtime import printable
+
+    if out.parent.exists() and not out.parent.is_dir():
+        raise SpecError.at(None, "-o", f"{printable(out.parent)} is not a directory")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".netspec-export-", dir=out.parent))
+    except OSError as e:
+        raise SpecError.at(None, "-o", f"cannot write into {printable(out.parent)} ({e.strerror or e})") from None
 
 
 def _torch_export(model, example, path: Path, opset: int, batch, large: bool) -> None:
@@ -155,7 +184,7 @@ def _check(path: Path) -> None:
 
 def verify(path: Path, source: Source, batch) -> ExportReport:
     """onnxruntime vs PyTorch: random inputs (two batch sizes when dynamic) and real samples."""
-    from exporters.runtime import OnnxModel
+    from exporters.runtime import MAX_BATCH_BYTES, OnnxModel
 
     runtime = OnnxModel(path, provider="cpu", torch_in_process=True)
     generator = torch.Generator().manual_seed(0)
@@ -167,7 +196,8 @@ def verify(path: Path, source: Source, batch) -> ExportReport:
         diffs.append(d)
         agree, total = agree + a, total + size
     report = ExportReport(path, 0, 0, str(batch), max(diffs), agree / total)
-    real = _validation_samples(source, int(batch) if batch != "dynamic" else REAL_SAMPLES)
+    fitting = max(1, MAX_BATCH_BYTES // (4 * int(np.prod(source.input_shape))))  # huge inputs: fewer samples
+    real = _validation_samples(source, int(batch) if batch != "dynamic" else min(REAL_SAMPLES, fitting))
     if real is not None:
         report.real_max_abs_diff, real_agree = _compare(runtime, source.model, real)
         report.real_samples = len(real)
@@ -203,6 +233,11 @@ def _validation_samples(source: Source, count: int) -> torch.Tensor | None:
 
 
 def _move_into_place(scratch: Path, out: Path) -> None:
+    from exporters.runtime import printable
+
     for staged in sorted(scratch.iterdir()):
         target = out.parent / staged.name
-        staged.replace(target)
+        try:
+            staged.replace(target)
+        except OSError as e:  # e.g. -o names a directory (through the API) or a read-only file
+            raise SpecError.at(None, "-o", f"cannot write {printable(target)} ({e.strerror or e})") from None

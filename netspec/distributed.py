@@ -4,7 +4,8 @@ The launching process creates the run directory, then starts N workers with
 `python -m torch.distributed.run --standalone --nproc_per_node N -m netspec.distributed ...`;
 each worker runs the same `netspec train` (with `--out` fixed and without `--nproc`) and
 joins the process group (gloo on CPU, NCCL on CUDA). Every worker sees the same global batch
-order and takes its slice; rank 0 writes the run directory.
+order and takes its slice; rank 0 writes the run directory. The launcher holds the run's lock
+(netspec.runlock); the workers know it by the pid in their environment.
 """
 
 from __future__ import annotations
@@ -18,15 +19,21 @@ import torch
 
 
 def launch(spec: Path, argv: list[str], nproc: int, out: Path | None, set_vars: list[str], resume: bool) -> int:
-    from netspec.rundir import latest_run_dir, new_run_dir
+    from netspec.rundir import new_run_dir, run_to_resume
+    from netspec.runlock import launcher_env
     from netspec.spec import load
 
     name = load(spec, overrides=set_vars).name
-    run_dir = latest_run_dir(name, out) if resume else new_run_dir(name, out)
+    # The launcher holds the run's lock for the whole group; torchrun gets the descriptor too,
+    # so the lock outlives a killed launcher while the workers still run.
+    run_dir, lock = run_to_resume(name, out) if resume else new_run_dir(name, out)
     args = _without(argv[argv.index("train"):], "--nproc", "--out")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "netspec.distributed", *args, "--out", str(run_dir)]
-    return subprocess.call(command)
+    try:
+        return subprocess.call(command, env=launcher_env(lock), pass_fds=(lock.fd,) if lock.held else ())
+    finally:
+        lock.release()
 
 
 def _without(args: list[str], *options: str) -> list[str]:

@@ -8,6 +8,8 @@ A layer's shape rule raises a plain `ShapeError` without any location: the graph
 from __future__ import annotations
 
 import difflib
+import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -32,12 +34,52 @@ class Diagnostic:
     hint: str | None = None
 
     def format(self) -> str:
-        prefix = f"{self.mark}: " if self.mark else ""
-        where = f"{self.where}: " if self.where else ""
-        text = f"{prefix}error: {where}{self.message}"
+        # every part may echo user text (file names, values, CLI options): escape it all
+        prefix = f"{printable(str(self.mark))}: " if self.mark else ""
+        where = f"{printable(self.where)}: " if self.where else ""
+        text = f"{prefix}error: {where}{printable(self.message)}"
         if self.hint:
-            text += f"\n  hint: {self.hint}"
+            text += f"\n  hint: {printable(self.hint)}"
         return text
+
+
+# Characters that must never reach a terminal raw: C0/C1 controls and DEL (ESC starts terminal
+# commands, CR/LF could forge a fake diagnostic line), format characters (bidi overrides
+# reorder what is shown, zero-width ones hide text), line/paragraph separators, surrogates and
+# unassigned code points (noncharacters among them).
+_ASCII_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn", "Zl", "Zp"})
+
+
+def printable(text: object, limit: int | None = None, keep_newlines: bool = False) -> str:
+    """`text` with every unsafe character written as a Python-style escape (`\\x1b`, `\\u202e`),
+    cut to `limit` characters (then `…`); `keep_newlines` for multi-line messages netspec wrote."""
+    text = str(text)
+    if limit is not None and len(text) > limit:
+        return printable(text[:limit], None, keep_newlines) + "…"
+    if keep_newlines and "\n" in text:
+        return "\n".join(printable(line) for line in text.split("\n"))
+    if text.isprintable():  # the common case, decided in C: every unsafe character is unprintable
+        return text
+    if text.isascii():
+        return _ASCII_UNSAFE.sub(lambda m: _escape(m.group()), text) if _ASCII_UNSAFE.search(text) else text
+    return "".join(_escape(c) if c < " " or c > "~" and _is_unsafe(c) else c for c in text)
+
+
+def _is_unsafe(char: str) -> bool:
+    return char == "\x7f" or unicodedata.category(char) in _UNSAFE_CATEGORIES
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+# A spec with thousands of mistakes (often one mistake, repeated by a generator) prints the first
+# MAX_ERRORS_SHOWN and a count; expansion stops looking after MAX_ERRORS_COLLECTED distinct ones,
+# which keeps `check` on a 20,000-error spec well under a second of work after parsing.
+MAX_ERRORS_SHOWN = 50
+MAX_ERRORS_COLLECTED = 500
 
 
 class SpecError(Exception):
@@ -54,7 +96,14 @@ class SpecError(Exception):
         return cls([Diagnostic(mark, where, message, hint)])
 
     def format(self) -> str:
-        return "\n".join(d.format() for d in self.diagnostics)
+        lines = [d.format() for d in self.diagnostics[:MAX_ERRORS_SHOWN]]
+        hidden = len(self.diagnostics) - MAX_ERRORS_SHOWN
+        if hidden > 0:
+            more = f"... and {hidden:,} more error{'s' if hidden != 1 else ''}"
+            if len(self.diagnostics) >= MAX_ERRORS_COLLECTED:
+                more += f" (checking stopped after {MAX_ERRORS_COLLECTED:,}; fix these and run it again)"
+            lines.append(more)
+        return "\n".join(lines)
 
 
 class ShapeError(ValueError):

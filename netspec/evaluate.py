@@ -8,14 +8,17 @@ from pathlib import Path
 
 import torch
 
-from netspec.checkpoint import atomic_write_text, load_weights, read_metadata
+from netspec.checkpoint import atomic_write_text, load_weights
 from netspec.data import Data, load_data
 from netspec.data.batches import Batches
-from netspec.errors import SpecError
+from netspec.errors import Diagnostic, SpecError
 from netspec.metrics import accuracy, confusion_text, per_class_accuracy, per_class_table, plot_confusion, validate
-from netspec.rundir import read_config
-from netspec.spec import Spec, load
+from netspec.rundir import load_run_spec, read_config
+from netspec.spec import Spec
 from netspec.training_setup import check_outputs
+from netspec.weights import SpecMismatch, is_intact, read_checked
+
+WEIGHTS = ("best", "last")  # the weights files a run holds: <name>.safetensors
 
 
 @dataclass
@@ -39,19 +42,35 @@ class Run:
 
 
 def load_run(run_dir: Path, weights: str = "best") -> Run:
+    """A run directory, checked: config.json, the spec as trained, and the weights file (whose
+    tensors must fit that spec). Each problem is a SpecError naming the file."""
     import netspec
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists():
+    if weights not in WEIGHTS:
+        raise SpecError.at(None, "--weights", f"expected one of {', '.join(WEIGHTS)}, got {ascii(weights[:40])}")
+    if not (run_dir.is_dir() and (run_dir / "config.json").exists()):
         raise SpecError.at(None, "eval", f"{run_dir} is not a netspec run directory (no config.json)")
     path = run_dir / f"{weights}.safetensors"
     if not path.exists():
         raise SpecError.at(None, "--weights", f"{path} does not exist", "the run has no checkpoint yet")
     config = read_config(run_dir)
-    spec = load(run_dir / "spec.yaml", overrides=config.get("overrides", []))
+    spec = load_run_spec(run_dir, config.get("overrides", []))
     model = netspec.build(spec)
-    model.load_state_dict(load_weights(path))
-    return Run(run_dir, model.eval(), spec, config, read_metadata(path))
+    channels = spec.input[0]
+    try:
+        meta = read_checked(path, model, channels)
+        model.load_state_dict(load_weights(path))
+    except SpecMismatch:
+        raise
+    except SpecError as error:
+        other = WEIGHTS[1 - WEIGHTS.index(weights)]
+        if is_intact(run_dir / f"{other}.safetensors", model, channels):
+            d = error.diagnostics[0]
+            raise SpecError([Diagnostic(d.mark, d.where, d.message, f"{other}.safetensors is intact: "
+                                        f"use --weights {other}")]) from None
+        raise
+    return Run(run_dir, model.eval(), spec, config, meta)
 
 
 def evaluate_run(run_dir: Path, data_name: str | None = None, data_root: str | None = None,

@@ -12,7 +12,7 @@ from typing import Any, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints
 from typing_extensions import Annotated
 
-from netspec.errors import Diagnostic, Mark, did_you_mean
+from netspec.errors import MAX_ERRORS_COLLECTED, Diagnostic, Mark, did_you_mean
 from netspec.exprs import SubstitutionError, substitute
 from netspec.graph import LayerNode, Node, Origin, SeqNode
 from netspec.init import Rule, looks_like_kind_rules, parse_kind_rules, parse_rule, weighted_kinds
@@ -24,6 +24,14 @@ from netspec.validation import validate
 
 MAX_LAYERS = 100_000
 MAX_REPEAT = 10_000
+# Entries expanded (each copy of a `repeat:` and each block or macro use counts one). Layers alone
+# do not bound the work: blocks that only call other blocks, or fail, add no layer. Three per layer
+# at the layer limit (the shipped GoogLeNet spends 1.4, a block of one layer used everywhere 2).
+MAX_EXPANSION_STEPS = 3 * MAX_LAYERS
+# Layer lists inside layer lists (blocks, `residual:`, `parallel:`). Expansion and inference
+# recurse once per level, a few frames each, so this keeps far below Python's recursion limit;
+# the deepest shipped spec nests 4 levels.
+MAX_NESTING = 64
 NODE_KEYS = ("name", "from", "repeat", "trainable", "init")
 REQUIRED = "required"
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -63,6 +71,9 @@ class NodeKeys(BaseModel):
                                      "{layer type: rule} for the layers inside a block or macro")
 
 
+_NO_KEYS = NodeKeys()  # an entry with none of NODE_KEYS (read only)
+
+
 @dataclass
 class Block:
     """A user macro from `blocks:`; `params` maps each name to its default or REQUIRED."""
@@ -86,8 +97,18 @@ class Expander:
         self.global_values = global_values
         self.diagnostics: list[Diagnostic] = []
         self.layer_count = 0
+        self.last_layer: Origin | None = None  # the layer counted last, where a budget error points
+        self.steps = 0
+        self.depth = 0
         self.budget_exceeded = False
         self.failed_names: set[str] = set()
+        self._distinct_errors: set[tuple] = set()
+        self._errors_seen = 0
+        # (block, arguments, chain, depth) → (layers, steps) it expanded to, or None if it failed
+        self.block_uses: dict[tuple, tuple[int, int] | None] = {}
+        self.kept: list = []  # values whose id() is part of a block_uses key
+        self.least: dict[str, int] = {}  # block name → a lower bound on the layers one use expands to
+        self._bare_layers: dict[type, Any] = {}  # layers written without arguments (`- relu`): one each
 
     def error(self, mark: Mark | None, where: str, message: str, hint: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(mark, where, message, hint))
@@ -98,12 +119,31 @@ class Expander:
         if isinstance(name, str):
             self.failed_names.add(name)
 
-    def count_layers(self, n: int, origin: Origin) -> None:
+    def count_layers(self, n: int, origin: Origin, why: str = "") -> None:
         self.layer_count += n
+        self.last_layer = origin
         if self.layer_count > MAX_LAYERS and not self.budget_exceeded:
             self.budget_exceeded = True
-            self.error(origin.mark, origin.path, f"the spec expands to more than {MAX_LAYERS:,} layers",
+            self.error(origin.mark, origin.path, f"the spec expands to more than {MAX_LAYERS:,} layers{why}",
                        "check `repeat:` counts and blocks that call each other")
+
+    def count_steps(self, n: int, origin: Origin, why: str = "") -> None:
+        self.steps += n
+        if self.steps > MAX_EXPANSION_STEPS and not self.budget_exceeded:
+            self.budget_exceeded = True
+            self.error(origin.mark, origin.path, f"the spec expands to more than {MAX_EXPANSION_STEPS:,} "
+                       f"layer entries (blocks and repeats inside each other){why}",
+                       "check `repeat:` counts and blocks that call each other")
+
+    @property
+    def halted(self) -> bool:
+        """Over a budget, or enough distinct errors collected: expanding further only costs time."""
+        if self.budget_exceeded:
+            return True
+        for d in self.diagnostics[self._errors_seen:]:
+            self._distinct_errors.add((d.mark, d.message))
+        self._errors_seen = len(self.diagnostics)
+        return len(self._distinct_errors) >= MAX_ERRORS_COLLECTED
 
     # -- lists ----------------------------------------------------------------------------------
     def sequence(self, items: Any, parent: Origin, segment: str, scope: Scope, label: str) -> SeqNode:
@@ -115,12 +155,21 @@ class Expander:
             return seq
         if not items:
             self.error(getattr(items, "mark", parent.mark), parent.child(segment, None).path, "the layer list is empty")
-        for i, item in enumerate(items):
-            if self.budget_exceeded:
-                break
-            node = self.entry(item, parent.child(f"{segment}[{i}]", mark_of(items, i, parent.mark)), scope)
-            if node is not None:
-                seq.nodes.append(node)
+        if self.depth >= MAX_NESTING:
+            self.error(getattr(items, "mark", parent.mark), parent.child(segment, None).path,
+                       f"layer lists nest more than {MAX_NESTING} levels deep (blocks, residual and parallel "
+                       "inside each other)", "flatten some of the blocks")
+            return seq
+        self.depth += 1
+        try:
+            for i, item in enumerate(items):
+                if self.halted:
+                    break
+                node = self.entry(item, parent.child(f"{segment}[{i}]", mark_of(items, i, parent.mark)), scope)
+                if node is not None:
+                    seq.nodes.append(node)
+        finally:
+            self.depth -= 1
         return seq
 
     # -- one entry ------------------------------------------------------------------------------
@@ -131,24 +180,21 @@ class Expander:
         kind, args, keys_yaml = split
         try:
             args = substitute(args, scope.values)
-            keys_yaml = substitute(keys_yaml, scope.values)
+            if keys_yaml:
+                keys_yaml = substitute(keys_yaml, scope.values)
         except SubstitutionError as e:
             self.error(e.mark or origin.mark, f"{origin.path} {kind}", str(e), e.hint)
             self.note_failed(keys_yaml)
             return None
-        keys = validate(NodeKeys, keys_yaml, f"{origin.path} {kind}", origin.mark, self.diagnostics)
+        keys = validate(NodeKeys, keys_yaml, f"{origin.path} {kind}", origin.mark, self.diagnostics) \
+            if keys_yaml else _NO_KEYS
         if keys is None:
             self.note_failed(keys_yaml)
             return None
-        copies = []
-        for copy in range(keys.repeat):
-            copy_origin = origin if copy == 0 else Origin(origin.mark, f"{origin.path} (copy {copy + 1})")
-            node = self.dispatch(kind, args, copy_origin, scope)
-            if node is None or self.budget_exceeded:
-                self.note_failed(keys_yaml)
-                return None
-            copies.append(node)
-        node = copies[0] if keys.repeat == 1 else SeqNode(origin, label=f"{kind}×{keys.repeat}", nodes=copies)
+        node = self.copies(kind, args, keys.repeat, origin, scope)
+        if node is None:
+            self.note_failed(keys_yaml)
+            return None
         if isinstance(keys.init, Rule) and not isinstance(node, LayerNode):
             self.error(keys_yaml.value_marks.get("init", origin.mark), f"{origin.path} {kind}",
                        f"`init:` on {kind} (several layers) maps layer types to rules",
@@ -161,9 +207,38 @@ class Expander:
         node.from_mark = keys_yaml.value_marks.get("from", origin.mark) if isinstance(keys_yaml, YMap) else origin.mark
         return node
 
+    def copies(self, kind: str, args: Any, repeat: int, origin: Origin, scope: Scope) -> Node | None:
+        """The node, or `repeat` copies of it in a SeqNode; the budgets are charged for all the
+        copies before the second is built (each copy costs what the first did)."""
+        layers, steps, errors = self.layer_count, self.steps, len(self.diagnostics)
+        first = self.dispatch(kind, args, origin, scope)
+        if first is None or self.budget_exceeded:
+            return None
+        if repeat == 1:
+            return first
+        if len(self.diagnostics) > errors:
+            return None  # every copy would report the same errors again
+        more = repeat - 1
+        line = f" at line {origin.mark.line}" if origin.mark else ""
+        why = f" (`repeat: {repeat:,}`{line} copies all this)"
+        if self.layer_count + more * (self.layer_count - layers) > MAX_LAYERS:
+            # reported inside the copy, at its last layer, where copying would cross the limit
+            self.count_layers(more * (self.layer_count - layers), self.last_layer or origin, why)
+        elif self.steps + more * (self.steps - steps) > MAX_EXPANSION_STEPS:
+            self.count_steps(more * (self.steps - steps), origin, why)
+        if self.budget_exceeded:
+            return None
+        nodes = [first]
+        for copy in range(1, repeat):
+            node = self.dispatch(kind, args, Origin(origin.mark, f"{origin.path} (copy {copy + 1})"), scope)
+            if node is None or self.budget_exceeded:
+                return None
+            nodes.append(node)
+        return SeqNode(origin, label=f"{kind}×{repeat}", nodes=nodes)
+
     def split_entry(self, item: Any, origin: Origin):
         if isinstance(item, str):
-            return item, None, YMap(origin.mark)
+            return item, None, None  # no keys beside the type: nothing to substitute or validate
         if not isinstance(item, YMap):
             self.error(origin.mark, origin.path,
                        f"expected a layer (a name like `relu`, or `type: args`), got {describe(item)}")
@@ -183,11 +258,13 @@ class Expander:
             if k in item:
                 keys[k] = item[k]
                 keys.key_marks[k], keys.value_marks[k] = item.key_marks[k], item.value_marks[k]
-        origin_mark = item.key_marks.get(kind, item.mark)
-        return kind, item[kind], keys if keys else YMap(origin_mark)
+        return kind, item[kind], keys or None
 
     def dispatch(self, kind: str, args: Any, origin: Origin, scope: Scope) -> Node | None:
         where = f"{origin.path} {kind}"
+        self.count_steps(1, origin)
+        if self.budget_exceeded:
+            return None
         if kind in REGISTRY:
             return self.layer(REGISTRY[kind], args, origin, where)
         if kind in MACROS:
@@ -217,7 +294,12 @@ class Expander:
         return validate(cls, data, where, origin.mark, self.diagnostics)
 
     def layer(self, cls, args: Any, origin: Origin, where: str) -> LayerNode | None:
-        layer = self.arguments(cls, args, origin, where)
+        if args is None:  # `- relu`: the same frozen instance serves every such line
+            layer = self._bare_layers.get(cls)
+            if layer is None:
+                layer = self._bare_layers[cls] = self.arguments(cls, args, origin, where)
+        else:
+            layer = self.arguments(cls, args, origin, where)
         if layer is None:
             return None
         self.count_layers(1, origin)
@@ -236,9 +318,66 @@ class Expander:
         bound = self.bind(block, args, origin, where)
         if bound is None:
             return None
+        key = _use_key(block.name, bound, scope.chain, self.depth, self.kept)
+        if key in self.block_uses and not self.charge_known_use(block, self.block_uses[key], origin):
+            return None
+        least = self.least_layers(block)
+        if self.layer_count + least > MAX_LAYERS:
+            self.count_layers(least, origin, f" (block `{block.name}` adds at least {least:,})" if least <= MAX_LAYERS
+                              else f" (block `{block.name}` alone expands to more)")
+            return None
+        layers, steps, errors = self.layer_count, self.steps, len(self.diagnostics)
         inner = Scope({**self.global_values, **bound}, (*scope.chain, block.name))
         seq = self.sequence(block.layers, origin, block.name, inner, label=block.name)
-        return seq
+        failed = len(self.diagnostics) > errors
+        self.block_uses[key] = None if failed else (self.layer_count - layers, self.steps - steps)
+        return None if failed else seq
+
+    def charge_known_use(self, block: Block, cost: tuple[int, int] | None, origin: Origin) -> bool:
+        """False when this use is known to fail (reported already) or to break a budget (reported now).
+
+        The same block with the same arguments at the same depth expands the same way every time:
+        a fan-out of blocks using blocks ten times each is refused before it is built."""
+        if cost is None:
+            return False
+        layers, steps = cost
+        why = f" (each use of block `{block.name}` adds {layers:,})"
+        if self.layer_count + layers > MAX_LAYERS:
+            self.count_layers(layers, self.last_layer or origin, why)
+        elif self.steps + steps > MAX_EXPANSION_STEPS:
+            self.count_steps(steps, origin, why)
+        return not self.budget_exceeded
+
+    def least_layers(self, block: Block, depth: int = 0) -> int:
+        """A lower bound on the layers one use of `block` expands to, read from the YAML before
+        expanding it (a parameter's effect counts as none), so blocks that use blocks ten times
+        each are refused at once instead of after building 100,000 layers."""
+        if block.name not in self.least:
+            self.least[block.name] = 0  # a cycle (reported when expanded) counts as nothing
+            self.least[block.name] = self._least_in(block.layers, depth)
+        return self.least[block.name]
+
+    def _least_in(self, items: Any, depth: int) -> int:
+        if not isinstance(items, list) or depth > MAX_NESTING:
+            return 0
+        total = 0
+        for item in items:
+            types = [k for k in item if k not in NODE_KEYS] if isinstance(item, dict) else [item]
+            kind = types[0] if len(types) == 1 and isinstance(types[0], str) else None
+            args = item.get(kind) if isinstance(item, dict) else None
+            repeat = item.get("repeat", 1) if isinstance(item, dict) else 1
+            repeat = repeat if isinstance(repeat, int) and 1 <= repeat <= MAX_REPEAT else 1
+            if kind in REGISTRY:
+                cost = 1
+            elif kind in self.blocks and not self.blocks[kind].broken:
+                cost = self.least_layers(self.blocks[kind], depth + 1)
+            elif kind in ("residual", "parallel") and isinstance(args, dict):
+                lists = [args.get("body"), args.get("shortcut")] if kind == "residual" else args.get("paths")
+                cost = sum(self._least_in(x, depth + 1) for x in lists) if isinstance(lists, list) else 0
+            else:
+                cost = 0
+            total = min(total + repeat * cost, MAX_LAYERS + 1)  # stays a small number
+        return total
 
     def bind(self, block: Block, args: Any, origin: Origin, where: str) -> dict | None:
         required = [p for p, default in block.params.items() if default == REQUIRED]
@@ -270,3 +409,20 @@ class Expander:
             self.error(block.mark, f"blocks.{block.name}.params", str(e), e.hint)
             return None
         return {**defaults, **args}
+
+
+def _use_key(name: str, bound: dict, chain: tuple, depth: int, keep: list) -> tuple:
+    """A hashable key for one use of a block: small values compared by value, big ones by
+    identity (expanded values are never mutated; `keep` holds them so their ids stay unique)."""
+    return name, _freeze(bound, [16], keep), chain, depth
+
+
+def _freeze(value: Any, budget: list[int], keep: list):
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return type(value).__name__, value
+    budget[0] -= 1
+    if budget[0] < 0 or not isinstance(value, (dict, list)):
+        keep.append(value)
+        return "object", id(value)
+    pairs = value.items() if isinstance(value, dict) else enumerate(value)
+    return type(value).__name__, tuple((key, _freeze(item, budget, keep)) for key, item in pairs)

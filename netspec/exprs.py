@@ -16,7 +16,14 @@ from netspec.errors import did_you_mean
 from netspec.source import YMap, YSeq, mark_of
 
 MAX_EXPR_CHARS = 200
+# Every literal, name and intermediate result of `${...}` stays within ±2^62: far above any real
+# size or count, and it keeps each operation on small machine-sized integers (a product of two
+# bounded values is at most 2^124, checked right away), so no chain of * can build a huge int.
 MAX_MAGNITUDE = 1 << 62
+# Text produced by `$name` / `${expr}` interpolation. Vars that each repeat the previous one ten
+# times grow 10^k-fold; the length is checked before each piece is appended, so such a chain stops
+# here instead of in a MemoryError. 10,000 characters is 50× the longest text a shipped spec holds.
+MAX_TEXT_CHARS = 10_000
 
 _WHOLE_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 _INTERPOLATION = re.compile(r"\$\{([^{}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)|\$\$")
@@ -69,15 +76,46 @@ def _substitute_text(text: str, scope: Mapping[str, Any]) -> Any:
         return lookup(whole.group(1), scope)
     if text.startswith("${") and text.endswith("}") and text.count("${") == 1:
         return evaluate(text[2:-1], scope)
+    return _interpolate(text, scope)
 
-    def replace(match: re.Match) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        if match.group(1) is not None:
-            return str(evaluate(match.group(1), scope))
-        return str(lookup(match.group(2), scope))
 
-    return _INTERPOLATION.sub(replace, text)
+def _interpolate(text: str, scope: Mapping[str, Any]) -> str:
+    """`text` with each reference replaced, refusing before the result passes MAX_TEXT_CHARS."""
+    pieces, length, end = [], 0, 0
+    for match in _INTERPOLATION.finditer(text):
+        for piece in (text[end:match.start()], _replacement(match, scope)):
+            length += len(piece)
+            if length > MAX_TEXT_CHARS:
+                raise SubstitutionError(f"interpolated text is too large: over {MAX_TEXT_CHARS:,} characters",
+                                        "a `$name` inside text repeats that var's whole text; "
+                                        "vars that repeat each other grow exponentially")
+            pieces.append(piece)
+        end = match.end()
+    pieces.append(text[end:])
+    if length + len(pieces[-1]) > MAX_TEXT_CHARS:
+        raise SubstitutionError(f"interpolated text is too large: over {MAX_TEXT_CHARS:,} characters")
+    return "".join(pieces)
+
+
+def _replacement(match: re.Match, scope: Mapping[str, Any]) -> str:
+    if match.group(0) == "$$":
+        return "$"
+    if match.group(1) is not None:
+        return str(evaluate(match.group(1), scope))
+    value = lookup(match.group(2), scope)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_MAGNITUDE:
+        raise SubstitutionError(f"`${match.group(2)}` is too large to write into text "
+                                f"(more than {MAX_MAGNITUDE:,} in magnitude)")
+    if isinstance(value, (dict, list)):
+        raise SubstitutionError(f"`${match.group(2)}` is {_kind_text(value)}; only text and numbers "
+                                "can be written inside text", f"use `${match.group(2)}` on its own to pass it whole")
+    return str(value)
+
+
+def _kind_text(value: Any) -> str:
+    return "a mapping" if isinstance(value, dict) else f"a list of {len(value)}"
 
 
 def lookup(name: str, scope: Mapping[str, Any]) -> Any:
@@ -139,8 +177,8 @@ class _Evaluator:
         if isinstance(node, ast.Name):
             value = lookup(node.id, self.scope)
             if not isinstance(value, int) or isinstance(value, bool):
-                raise SubstitutionError(f"`${{{self.text}}}`: `{node.id}` is {value!r}, not an integer")
-            return value
+                raise SubstitutionError(f"`${{{self.text}}}`: `{node.id}` is {_short_repr(value)}, not an integer")
+            return self.bounded(value)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             value = self.visit(node.operand)
             return -value if isinstance(node.op, ast.USub) else value
@@ -168,5 +206,14 @@ class _Evaluator:
 
     def bounded(self, value: int) -> int:
         if abs(value) > MAX_MAGNITUDE:
-            raise SubstitutionError(f"`${{{self.text}}}`: value out of range")
+            raise SubstitutionError(f"`${{{self.text}}}`: value out of range (too large: "
+                                    f"beyond ±{MAX_MAGNITUDE:,})")
         return value
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    """A value quoted in a message, cut short: a var may hold up to MAX_TEXT_CHARS of text."""
+    if isinstance(value, (dict, list)):
+        return _kind_text(value)
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"

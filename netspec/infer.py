@@ -18,6 +18,13 @@ from netspec.layers.base import InferContext, LayerInfo, Shape, shape_text
 from netspec.report import Report, Row
 from netspec.spec import INPUT_NAME, Spec
 
+# Any number in a layer's output shape (a size, or a coefficient or divisor of a symbolic one)
+# must stay within 2^62, the bound on integer literals and `${}` results: real tensors are far
+# smaller, and it keeps every later product (params, MACs) a small, fast integer — 10,000
+# `upsample`-like doublings or 100 stride-2^31 pools stop here instead of building huge numbers.
+MAX_SIZE = 1 << 62
+_TOTALS = ("params", "trainable_params", "buffers", "macs")
+
 
 @dataclass
 class Inferred:
@@ -52,6 +59,10 @@ class Walker:
         self.spec = spec
         self.rows: list[Row] = []
         self.ctx = InferContext()
+        # running sums over leaf rows: a container's totals are the difference across its children
+        self.running: dict[str, Any] = dict.fromkeys(_TOTALS, 0)
+        self.leaf_count = 0
+        self.labels: dict[int, str] = {}  # id(layer) → label; layers written bare are shared
 
     def run(self) -> Report:
         tree = self.seq(self.spec.root, [self.spec.input], depth=0, trainable=True)
@@ -89,24 +100,42 @@ class Walker:
         self.ctx.origin = node.origin
         try:
             info: LayerInfo = node.layer.infer(inputs, self.ctx)
+            check_size(info.shape)
         except ShapeError as e:
             raise self.failure(node.origin, node.kind, e) from None
-        self.rows.append(Row(len(self.rows), depth, node.kind, node.layer.label(), node.origin, inputs,
-                             info.shape, info.formula, info.params, info.params if trainable else 0,
-                             info.buffers, info.macs))
+        row = Row(len(self.rows), depth, node.kind, self.label(node.layer), node.origin, inputs,
+                  info.shape, info.formula, info.params, info.params if trainable else 0, info.buffers, info.macs)
+        self.add_row(row)
         return Inferred(node, inputs, info.shape, trainable)
+
+    def add_row(self, row: Row) -> None:
+        """Append a row; a leaf also adds to the running totals its containers are read from."""
+        self.rows.append(row)
+        if not row.leaf:
+            return
+        self.leaf_count += 1
+        for attr in _TOTALS:
+            value = getattr(row, attr)
+            if value != 0:
+                self.running[attr] = sym.add(self.running[attr], value)
+
+    def label(self, layer) -> str:
+        label = self.labels.get(id(layer))
+        if label is None:
+            label = self.labels[id(layer)] = layer.label()
+        return label
 
     def group(self, node: Node, inputs: list[Shape], depth: int, trainable: bool, body) -> Inferred:
         """A container row (block, residual, parallel) whose totals sum its children."""
         row = Row(len(self.rows), depth, node.kind, node.kind, node.origin, inputs, leaf=False)
         self.rows.append(row)
-        first = len(self.rows)
+        before, leaves_before = dict(self.running), self.leaf_count
         inferred = body(depth + 1)
-        children = [r for r in self.rows[first:] if r.leaf]
         row.output = inferred.output
-        for attr in ("params", "trainable_params", "buffers", "macs"):
-            setattr(row, attr, sym.total(getattr(r, attr) for r in children))
-        row.formula = f"{len(children)} layer{'s' if len(children) != 1 else ''}"
+        for attr in _TOTALS:
+            setattr(row, attr, sym.sub(self.running[attr], before[attr]))
+        children = self.leaf_count - leaves_before
+        row.formula = f"{children} layer{'s' if children != 1 else ''}"
         return inferred
 
     def seq(self, seq: SeqNode, inputs: list[Shape], depth: int, trainable: bool) -> Inferred:
@@ -139,7 +168,7 @@ class Walker:
         self.require_equal(node, "residual", [body.output, shortcut_shape],
                            f"body gives {shape_text(body.output)} but the shortcut gives {shape_text(shortcut_shape)}",
                            "residual body and shortcut differ", hint)
-        self.rows.append(Row(len(self.rows), depth, "add", "add (body + shortcut)", node.origin,
+        self.add_row(Row(len(self.rows), depth, "add", "add (body + shortcut)", node.origin,
                              [body.output, shortcut_shape], body.output,
                              f"{shape_text(body.output)} + {shape_text(shortcut_shape)}"))
         return result
@@ -186,8 +215,19 @@ class Walker:
                                "parallel paths differ")
         try:
             info = merge.infer([p.output for p in paths], self.ctx)
+            check_size(info.shape)
         except ShapeError as e:
             raise self.failure(node.origin, f"parallel (merge: {node.merge})", e) from None
-        self.rows.append(Row(len(self.rows), depth, node.merge, f"{node.merge} (paths)", node.origin,
+        self.add_row(Row(len(self.rows), depth, node.merge, f"{node.merge} (paths)", node.origin,
                              [p.output for p in paths], info.shape, info.formula))
         return Inferred(node, inputs, info.shape, trainable, children=paths, merge=merge)
+
+
+def check_size(shape: Shape) -> None:
+    """A ShapeError when a number in `shape` passes MAX_SIZE (before it feeds any later layer)."""
+    for d in shape:
+        within = -MAX_SIZE <= d <= MAX_SIZE if type(d) is int else sym.magnitude(d) <= MAX_SIZE
+        if not within:
+            # inputs were within the limit, so this number has at most ~40 digits: safe to print
+            raise ShapeError(f"output size {sym.fmt(d)} is too large: the numbers in a size must stay "
+                             f"within {MAX_SIZE:,}", "check the strides and channel counts before this layer")

@@ -63,8 +63,12 @@ class VGG(Macro):
     cfg: list[Union[PositiveInt, Literal["M"]]] = Field(min_length=1, description="channel counts and `M` pools")
     batch_norm: bool = Field(False, description="insert `bn` after every conv")
 
-    def expand(self, expander, origin: Origin, scope, raw) -> SeqNode:
+    def expand(self, expander, origin: Origin, scope, raw) -> SeqNode | None:
         cfg_yaml = raw.get("cfg") if isinstance(raw, dict) else raw
+        per_number = 3 if self.batch_norm else 2
+        expander.count_layers(sum(1 if item == "M" else per_number for item in self.cfg), origin)
+        if expander.budget_exceeded:  # counted before building: a `cfg` may be a huge shared list
+            return None
         nodes = []
         for i, item in enumerate(self.cfg):
             child = origin.child(f"cfg[{i}]", mark_of(cfg_yaml, i, origin.mark))
@@ -75,7 +79,6 @@ class VGG(Macro):
             if self.batch_norm:
                 nodes.append(LayerNode(child, layer=REGISTRY["bn"]()))
             nodes.append(LayerNode(child, layer=REGISTRY["relu"]()))
-        expander.count_layers(len(nodes), origin)
         return SeqNode(origin, label="vgg", nodes=nodes)
 
 

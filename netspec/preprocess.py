@@ -2,14 +2,70 @@
 
 Training adapts whole datasets with it once (channels, size), `netspec infer` applies it to
 each input file, so a model sees exactly the pixels it was trained on. Pillow only, no torch.
+An image file is untrusted: its header's size is checked against MAX_IMAGE_PIXELS before any
+pixel is decoded (a 20000×20000 1-bit PNG is a few kB on disk and 400 MB in memory).
 """
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
+
+from netspec.errors import printable
+from netspec.reading import open_regular
 
 MODES = {1: "L", 3: "RGB"}
+# Pixels per image (width × height), checked from the header before decoding. 8192 × 8192 is
+# beyond any camera or scan a CNN dataset holds (a 64 MP image), yet decoding it costs 192 MiB
+# of RGB per image per DataLoader worker; a PNG of a few KB can claim 100000 × 100000 (30 GB).
+# Enforced as an error whatever Image.MAX_IMAGE_PIXELS is set to; Pillow's own bomb warning
+# (above 89 M pixels) is an error too.
+MAX_IMAGE_PIXELS = 8192 * 8192
+# Only these decoders, whatever a file is named: an `.png` that is really PostScript must never
+# reach Pillow's EPS plugin (which runs Ghostscript).
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")  # what image folders list
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used: not a regular file, not one of IMAGE_FORMATS, beyond
+    MAX_IMAGE_PIXELS (a likely decompression bomb) or broken. The message names no file."""
+
+
+@contextmanager
+def open_image(path: Path) -> Iterator[Image.Image]:
+    """The image at `path` with its header read and checked; any failure, here or in the `with`
+    body (e.g. truncated pixel data), is an ImageError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # Pillow only warns below 2× its limit
+            with open_regular(path) as file, Image.open(file, formats=IMAGE_FORMATS) as image:
+                w, h = image.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise ImageError(f"the image is {w}×{h} = {w * h:,} pixels, more than the {MAX_IMAGE_PIXELS:,} "
+                                     "netspec decodes (a decompression bomb?)")
+                yield image
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError("it is not a PNG, JPEG, BMP or WebP image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"too large to decode safely (Pillow: {printable(e, 120)})") from None
+    except OSError as e:
+        raise ImageError(printable(e.strerror, 120) if e.strerror else f"{type(e).__name__}: {printable(e, 120)}") from None
+    except Exception as e:  # Pillow raises SyntaxError, ValueError, struct.error... for broken files
+        raise ImageError(f"{type(e).__name__}: {printable(e, 120)}") from None
+
+
+def read_image(path: Path, channels: int, height: int, width: int) -> np.ndarray:
+    """An image file → uint8 C×H×W at the given size (fit_image); raises ImageError."""
+    with open_image(path) as image:
+        return fit_image(image, channels, height, width)
 
 
 def mode_for(channels: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from netspec import symbolic as sym
+from netspec.errors import printable
 from netspec.layers.base import shape_text
 from netspec.report import Report
 from netspec.symbolic import Dim
@@ -40,27 +41,33 @@ RIGHT_ALIGNED = {"#", "line", "params", "MACs"}
 
 def table_rows(report: Report) -> list[tuple[str, ...]]:
     rows = []
+    shapes: dict = {}  # consecutive layers mostly share a shape: format each once
     for row in report.rows:
-        output = shape_text(row.output) if row.output is not None else "?"
-        rows.append((str(row.index), "  " * row.depth + row.label, str(row.line or ""), output,
-                     row.formula, count_text(row.params), count_text(row.macs)))
+        output = row.output
+        if output is None:
+            text = "?"
+        else:
+            text = shapes.get(output)
+            if text is None:
+                text = shapes[output] = shape_text(output)
+        # only the label and formula echo spec text (numbers and symbol names are safe): escape those
+        rows.append((str(row.index), "  " * row.depth + printable(row.label), str(row.line or ""), text,
+                     printable(row.formula), count_text(row.params), count_text(row.macs)))
     return rows
 
 
 def table(report: Report, bold: bool = False) -> str:
     """The per-layer table as plain text (drawn by hand: rich.Table costs ~0.2 s for ResNet-50)."""
     rows = table_rows(report)
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(COLUMNS)]
-
-    def line(cells) -> str:
-        padded = [c.rjust(w) if h in RIGHT_ALIGNED else c.ljust(w) for c, w, h in zip(cells, widths, COLUMNS)]
-        return "  ".join(padded).rstrip()
-
-    header = line(COLUMNS)
+    widths = [max(len(h), max(map(len, column), default=0)) for h, column in zip(COLUMNS, zip(*rows))] \
+        if rows else [len(h) for h in COLUMNS]
+    # one format string for every line: str.format pads in C, ~10x faster than per-cell calls
+    template = "  ".join(f"{{:{'>' if h in RIGHT_ALIGNED else '<'}{w}}}" for h, w in zip(COLUMNS, widths))
+    header = template.format(*COLUMNS).rstrip()
     if bold:
         header = f"\033[1m{header}\033[0m"
     rule = "  ".join("─" * w for w in widths)
-    return "\n".join([header, rule, *(line(r) for r in rows), rule])
+    return "\n".join([header, rule, *(template.format(*r).rstrip() for r in rows), rule])
 
 
 def totals(report: Report) -> list[str]:
@@ -82,5 +89,6 @@ def totals(report: Report) -> list[str]:
 def print_report(report: Report, stream=None, title: str | None = None) -> None:
     stream = stream or sys.stdout
     bold = stream.isatty() if hasattr(stream, "isatty") else False
-    text = [title or report.name, table(report, bold=bold), *totals(report)]
+    # the table's cells are escaped already; the title and totals echo names and formulas
+    text = [printable(title or report.name), table(report, bold=bold), *map(printable, totals(report))]
     stream.write("\n".join(text) + "\n")

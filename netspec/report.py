@@ -44,8 +44,14 @@ class Report:
     symbols: list[str] = field(default_factory=list)
     tree: Any = None  # the inferred node tree, consumed by netspec.build
 
+    _totals: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
     def _leaf_total(self, attr: str) -> Dim:
-        return sym.total(getattr(r, attr) for r in self.rows if r.leaf)
+        # the table's footer reads each total several times; summing 90,000 rows once is enough
+        key = (attr, len(self.rows))
+        if key not in self._totals:
+            self._totals[key] = sym.total(getattr(r, attr) for r in self.rows if r.leaf)
+        return self._totals[key]
 
     @property
     def params(self) -> Dim:
@@ -79,7 +85,11 @@ class Report:
     @property
     def activation_bytes(self) -> Dim:
         """float32 bytes of every layer's output for one sample (what a forward pass keeps for backward)."""
-        return sym.scale(sym.total(sym.product(r.output) for r in self.rows if r.leaf and r.output), BYTES_PER_ELEMENT)
+        key = ("activations", len(self.rows))
+        if key not in self._totals:
+            elements = sym.total(sym.product(r.output) for r in self.rows if r.leaf and r.output)
+            self._totals[key] = sym.scale(elements, BYTES_PER_ELEMENT)
+        return self._totals[key]
 
     def to_json(self) -> dict:
         return {

@@ -7,6 +7,7 @@
     last.safetensors     the latest weights (+ metadata naming its trainer state file)
     best.safetensors     the weights with the best validation accuracy
     state-*.safetensors  optimizer, RNG states and counters for --resume
+    .lock                held (flock) by the one process training the run; names it
     per_class.json       per-class validation accuracy at the end
 """
 
@@ -17,37 +18,66 @@ import re
 from pathlib import Path
 from typing import Any
 
-from netspec.checkpoint import atomic_write_text
+from pydantic import ValidationError
+
+from netspec.checkpoint import atomic_write_text, damaged, open_regular, remove_stale_temporaries
+from netspec.config import TrainConfig
 from netspec.errors import SpecError
+from netspec.runlock import RunLock
 from netspec.source import YMap, YSeq, load_yaml_file
-from netspec.spec import Spec
+from netspec.spec import Spec, load
 
 RUNS = Path("runs")
+# A config is ~1 KB plus the class names (a 10,000-class image folder: ~200 KB); a larger
+# config.json is not one netspec wrote.
+MAX_CONFIG_BYTES = 4 * 2**20
 
 
-def new_run_dir(name: str, out: Path | None) -> Path:
+def new_run_dir(name: str, out: Path | None) -> tuple[Path, RunLock]:
+    """A fresh run directory (`out`, or the next free runs/<name>-<n>), locked for training."""
     if out is not None:
         out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise SpecError.at(None, "--out", f"{out} exists and is not a directory",
+                               "give a directory for the run (it is created if missing)")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SpecError.at(None, "--out", f"cannot create {out} ({e.strerror})") from None
+        lock = claim(out, "--out")  # before looking inside: a run in progress is reported as such
         if (out / "last.safetensors").exists():
+            lock.release()
             raise SpecError.at(None, "--out", f"{out} already holds a run",
                                "continue it with --resume, or choose another --out")
-        out.mkdir(parents=True, exist_ok=True)
-        return out
+        return out, lock
     RUNS.mkdir(exist_ok=True)
     taken = [int(m.group(1)) for p in RUNS.glob(f"{name}-*") if (m := re.fullmatch(rf"{re.escape(name)}-(\d+)", p.name))]
     for number in range(max(taken, default=0) + 1, max(taken, default=0) + 1000):
         path = RUNS / f"{name}-{number}"
         try:
             path.mkdir()
-            return path
+            return path, claim(path, "--out")
         except FileExistsError:  # another process took it
             continue
     raise SpecError.at(None, "--out", f"cannot create a run directory under {RUNS}")
 
 
+def run_to_resume(name: str, out: Path | None) -> tuple[Path, RunLock]:
+    """The run `--resume` continues (`out`, or the newest runs/<name>-<n>), locked for training."""
+    run_dir = latest_run_dir(name, out)
+    return run_dir, claim(run_dir, "--resume")
+
+
+def claim(run_dir: Path, option: str) -> RunLock:
+    """Lock the run for this training, then clear what killed earlier holders left behind."""
+    lock = RunLock.acquire(run_dir, option)
+    remove_stale_temporaries(run_dir)
+    return lock
+
+
 def latest_run_dir(name: str, out: Path | None) -> Path:
     if out is not None:
-        if not (Path(out) / "config.json").exists():
+        if not Path(out).is_dir() or not (Path(out) / "config.json").exists():
             raise SpecError.at(None, "--resume", f"{out} is not a netspec run directory (no config.json)")
         return Path(out)
     runs = [p for p in RUNS.glob(f"{name}-*") if re.fullmatch(rf"{re.escape(name)}-\d+", p.name)]
@@ -104,4 +134,39 @@ def write_config(run_dir: Path, record: dict) -> None:
 
 
 def read_config(run_dir: Path) -> dict:
-    return json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+    """config.json, bounded and checked: a JSON object whose `train` is a valid TrainConfig and
+    whose `overrides` are strings; anything else is a SpecError naming the file."""
+    path = Path(run_dir) / "config.json"
+    with open_regular(path, "run config") as f:
+        data = f.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise damaged(path, f"larger than {MAX_CONFIG_BYTES:,} bytes: not a netspec run config")
+    try:
+        record = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise damaged(path, "not UTF-8 text: not a netspec run config") from None
+    except (ValueError, RecursionError) as e:
+        raise damaged(path, f"not valid JSON ({str(e)[:120]})") from None
+    return _check_config(record, path)
+
+
+def _check_config(record, path: Path) -> dict:
+    if not isinstance(record, dict) or not isinstance(record.get("train"), dict):
+        raise damaged(path, "not a netspec run config (expected a JSON object with `train` settings)")
+    try:
+        TrainConfig.model_validate(record["train"])
+    except ValidationError as e:
+        error = e.errors(include_url=False)[0]
+        where = ".".join(ascii(str(part))[1:-1][:60] for part in error["loc"])
+        raise damaged(path, f"`train.{where}`: {error['msg'][0].lower()}{error['msg'][1:]}") from None
+    overrides = record.get("overrides", [])
+    if not (isinstance(overrides, list) and all(isinstance(o, str) for o in overrides)):
+        raise damaged(path, "`overrides` must be a list of `name=value` strings")
+    return record
+
+
+def load_run_spec(run_dir: Path, overrides: list[str]) -> Spec:
+    """The run's own copy of its spec (a regular file in the run, never a link out of it)."""
+    path = Path(run_dir) / "spec.yaml"
+    open_regular(path, "spec as trained").close()
+    return load(path, overrides=overrides)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +22,11 @@ from netspec.graph import LayerNode, Node, Origin, ParallelNode, ResidualNode, S
 from netspec.layers import REGISTRY
 from netspec.layers.base import describe
 from netspec.macros import MACROS, LayerList
-from netspec.source import YMap, key_mark_of, load_yaml_file, mark_of, parse_yaml
+from netspec.reading import IncludeSources, UnreadableSource, include_root_for, read_source, shorten_name
+from netspec.source import MAX_INT_LITERAL, YMap, key_mark_of, mark_of, parse_yaml
 from netspec.symbolic import Expr
 from netspec.validation import validate
 
-MAX_INCLUDE_DEPTH = 16
 INPUT_NAME = "input"
 
 
@@ -87,34 +88,41 @@ class Spec:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
-def load(path: str | Path, overrides: dict[str, Any] | list[str] | None = None, input: str | None = None) -> Spec:
+def load(path: str | Path, overrides: dict[str, Any] | list[str] | None = None, input: str | None = None,
+         *, include_root: str | Path | None = None) -> Spec:
     """Parse and validate a spec file; raise `SpecError` listing every problem found.
 
     `overrides` sets `vars:` (a dict, or `["name=value", ...]` as given to `--set`);
-    `input` replaces the spec's input shape (`"3x64x64"`, or `"3xHxW"` for symbolic sizes).
+    `input` replaces the spec's input shape (`"3x64x64"`, or `"3xHxW"` for symbolic sizes);
+    `include_root` is the folder `include:` may read from (default: see `find_include_root`).
     """
     path = Path(path)
     display = _display_path(path)
-    root = load_yaml_file(path, display)
-    return _load_tree(root, path.read_text(encoding="utf-8"), display, path, overrides, input)
+    text = read_source(path, display)
+    root = parse_yaml(text, shorten_name(display))
+    sources = IncludeSources(include_root_for(include_root, path.parent))
+    universal_newlines = text.replace("\r\n", "\n").replace("\r", "\n")  # as Path.read_text gave it
+    return _load_tree(root, universal_newlines, display, path, overrides, input, sources)
 
 
 def loads(text: str, filename: str = "<string>", overrides=None, input: str | None = None,
-          base_dir: Path | None = None) -> Spec:
+          base_dir: Path | None = None, *, include_root: str | Path | None = None) -> Spec:
     """Like `load`, from text (includes resolve against `base_dir`, default the cwd)."""
     root = parse_yaml(text, filename)
     fake = (base_dir or Path.cwd()) / filename
-    return _load_tree(root, text, filename, fake, overrides, input)
+    sources = IncludeSources(include_root_for(include_root, fake.parent))
+    return _load_tree(root, text, filename, fake, overrides, input, sources)
 
 
 def _display_path(path: Path) -> str:
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+        # os.path.realpath, not Path.resolve: that raises RuntimeError on a symlink loop
+        return str(Path(os.path.realpath(path)).relative_to(os.path.realpath(Path.cwd())))
+    except (ValueError, OSError):
         return str(path)
 
 
-def _load_tree(root: Any, text: str, display: str, path: Path, overrides, input_override) -> Spec:
+def _load_tree(root: Any, text: str, display: str, path: Path, overrides, input_override, sources) -> Spec:
     diagnostics: list[Diagnostic] = []
     if not isinstance(root, YMap):
         first = next((i for i, line in enumerate(text.splitlines(), 1)
@@ -124,7 +132,8 @@ def _load_tree(root: Any, text: str, display: str, path: Path, overrides, input_
     header = validate(SpecFile, root, "", root.mark, diagnostics)
     if header is None:
         raise SpecError(diagnostics)
-    blocks = _collect_blocks(root, header, path, display, diagnostics, stack=(path.resolve(),))
+    stack = (Path(os.path.realpath(path)),)
+    blocks = _collect_blocks(root, header, path, sources, diagnostics, stack)
     values = _resolve_vars(root, header, _parse_overrides(overrides), diagnostics)
     dims, symbols = _resolve_input(root, header, values, input_override, diagnostics)
     expander = Expander(blocks, values)
@@ -140,24 +149,20 @@ def _load_tree(root: Any, text: str, display: str, path: Path, overrides, input_
 
 # -- blocks and include ---------------------------------------------------------------------------
 
-def _collect_blocks(root: YMap, header: SpecFile, path: Path, display: str,
+def _collect_blocks(root: YMap, header: SpecFile, path: Path, sources: IncludeSources,
                     diagnostics: list[Diagnostic], stack: tuple) -> dict[str, Block]:
     blocks: dict[str, Block] = {}
     includes = root.get("include", [])
     for i, name in enumerate(header.include):
         mark = mark_of(includes, i, root.mark)
-        target = (path.parent / name).resolve()
-        if target in stack:
-            cycle = " → ".join(p.name for p in (*stack[stack.index(target):], target))
-            diagnostics.append(Diagnostic(mark, f"include[{i}]", f"include cycle: {cycle}"))
+        target, problem = sources.admit(path, name, stack)
+        if problem is not None:
+            diagnostics.append(Diagnostic(mark, f"include[{i}]", *problem))
             continue
-        if len(stack) > MAX_INCLUDE_DEPTH:
-            diagnostics.append(Diagnostic(mark, f"include[{i}]", f"includes nest deeper than {MAX_INCLUDE_DEPTH} files"))
+        if target is None:  # the include budget ran out earlier: that was reported once
             continue
-        try:
-            sub_root = load_yaml_file(target, _display_path(target))
-        except SpecError as e:
-            diagnostics += [d if d.mark else Diagnostic(mark, f"include[{i}]", d.message) for d in e.diagnostics]
+        sub_root = _read_include(target, name, mark, f"include[{i}]", sources, diagnostics)
+        if sub_root is _UNREAD:
             continue
         sub_header = validate(_IncludedFile, sub_root, "", getattr(sub_root, "mark", mark), diagnostics) \
             if isinstance(sub_root, YMap) else None
@@ -169,7 +174,7 @@ def _collect_blocks(root: YMap, header: SpecFile, path: Path, display: str,
                 for block_name in sub_root["blocks"]:
                     blocks.setdefault(block_name, Block(block_name, {}, None, None, broken=True))
             continue
-        for block_name, block in _collect_blocks(sub_root, sub_header, target, "", diagnostics, (*stack, target)).items():
+        for block_name, block in _collect_blocks(sub_root, sub_header, target, sources, diagnostics, (*stack, target)).items():
             if block_name in blocks:
                 first = blocks[block_name].mark
                 diagnostics.append(Diagnostic(block.mark, f"blocks.{block_name}",
@@ -187,6 +192,29 @@ def _collect_blocks(root: YMap, header: SpecFile, path: Path, display: str,
         params = {p: (params_yaml[p] if isinstance(params_yaml, dict) else v) for p, v in definition.params.items()}
         blocks[block_name] = Block(block_name, params, own[block_name]["layers"], mark)
     return blocks
+
+
+_UNREAD = object()
+
+
+def _read_include(target: Path, name: str, mark: Mark, where: str, sources: IncludeSources,
+                  diagnostics: list[Diagnostic]) -> Any:
+    """The parsed tree of an admitted include, or _UNREAD after reporting why not.
+
+    Problems with the file as a whole are reported at `mark` (the include line); problems
+    inside it (bad YAML, control characters) where they are in it."""
+    try:
+        text = read_source(target, _display_path(target))
+        problem = sources.charge(text)
+        if problem is not None:
+            diagnostics.append(Diagnostic(mark, where, *problem))
+            return _UNREAD
+        return parse_yaml(text, shorten_name(_display_path(target)))
+    except UnreadableSource as e:
+        diagnostics.append(Diagnostic(mark, where, f"`{shorten_name(name)}`: {e.reason}", e.hint))
+    except SpecError as e:
+        diagnostics += [d if d.mark else Diagnostic(mark, where, d.message) for d in e.diagnostics]
+    return _UNREAD
 
 
 class _IncludedFile(SpecFile):
@@ -231,8 +259,19 @@ def _resolve_vars(root: YMap, header: SpecFile, overrides: dict, diagnostics: li
 
 
 def parse_input_text(text: str) -> list:
+    """`3x64x64` → [3, 64, 64]; names stay text. Only ASCII digits are a number (`²`.isdigit() is
+    true, int('²') fails) and only up to MAX_INT_LITERAL (before Python's 4,300-digit limit)."""
     parts = [p.strip() for p in re.split(r"[x×,]", text) if p.strip()]
-    return [int(p) if p.isdigit() else p for p in parts]
+    dims = []
+    for part in parts:
+        if re.fullmatch(r"[0-9]+", part):
+            if len(part.lstrip("0")) > 19 or int(part) > MAX_INT_LITERAL:
+                raise SpecError.at(None, "--input", f"size `{shorten_name(part)}` is too large",
+                                   "expected C×H×W like 3x64x64 (or 3xHxW)")
+            dims.append(int(part))
+        else:
+            dims.append(part)
+    return dims
 
 
 def _resolve_input(root: YMap, header: SpecFile, values: dict, override: str | None,

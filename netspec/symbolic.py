@@ -43,9 +43,6 @@ class Atom:
     def symbols(self) -> set[str]:
         return {self.name} if self.name is not None else self.inner.symbols()
 
-    def divisors(self) -> list[int]:
-        return [] if self.name is not None else [self.divisor, *self.inner.divisors()]
-
     def text(self) -> str:
         if self.name is not None:
             return self.name
@@ -85,9 +82,6 @@ class Expr:
 
     def symbols(self) -> set[str]:
         return set().union(*(a.symbols() for m in self.terms for a in m)) if self.terms else set()
-
-    def divisors(self) -> list[int]:
-        return [d for m in self.terms for a in m for d in a.divisors()]
 
     def text(self) -> str:
         if self.display is not None:
@@ -238,23 +232,69 @@ def fmt(value: Dim, grouped: bool = False) -> str:
     return text
 
 
-def period(value: Dim) -> int:
-    """A period after which floor terms repeat their residues (lcm of nested divisors)."""
-    if isinstance(value, int):
+def period_within(a: Dim, b: Dim, limit: int) -> int | None:
+    """A period P with a(n + P) − a(n) and b(n + P) − b(n) constant, or None when it exceeds `limit`.
+
+    An atom ⌊X/d⌋ whose inner X has period p repeats after d·p; the lcm is taken one atom at a
+    time and abandoned past `limit`, so huge strides never build a huge number."""
+    result = 1
+    for value in (a, b):
+        if isinstance(value, int):
+            continue
+        for monomial in value.terms:
+            for atom in monomial:
+                result = _lcm_within(result, _atom_period(atom, limit), limit)
+                if result is None:
+                    return None
+    return result
+
+
+def _atom_period(atom: Atom, limit: int) -> int | None:
+    if atom.name is not None:
         return 1
-    return math.lcm(1, *value.divisors()) if value.divisors() else 1
+    inner = period_within(atom.inner, 0, limit)
+    return None if inner is None or inner * atom.divisor > limit else inner * atom.divisor
 
 
-def smallest_satisfying(predicate, start: int = 1, limit: int = 1 << 40) -> int | None:
-    """The least integer n >= start with predicate(n), assuming predicate is monotone."""
+def _lcm_within(a: int, b: int | None, limit: int) -> int | None:
+    if b is None:
+        return None
+    value = math.lcm(a, b)
+    return value if value <= limit else None
+
+
+def magnitude(value: Dim) -> int:
+    """The largest absolute number written in a size: its coefficients, constants and divisors."""
+    if isinstance(value, int):
+        return abs(value)
+    largest = 0
+    for monomial, coef in value.terms.items():
+        largest = max(largest, abs(coef))
+        for atom in monomial:
+            if atom.name is None:
+                largest = max(largest, atom.divisor, magnitude(atom.inner))
+    return largest
+
+
+# Input sizes are searched up to here: a size or count beyond 2^62 is "too large" everywhere in
+# netspec, and a search that doubles from 1 reaches it in 62 steps.
+MAX_SEARCHED_SIZE = 1 << 62
+
+
+def smallest_satisfying(predicate, start: int = 1, limit: int = MAX_SEARCHED_SIZE) -> int | None:
+    """The least integer n >= start with predicate(n), assuming predicate is monotone.
+
+    Gallops from `start` (start + 1, + 2, + 4, ...) and then bisects the last step: about
+    2·log2(answer − start) calls, so a long chain of slightly stricter conditions stays cheap."""
     if predicate(start):
         return start
-    hi = max(start, 1)
-    while not predicate(hi):
-        if hi > limit:
+    lo, step = start, 1
+    while not predicate(start + step):
+        lo = start + step
+        if lo > limit:
             return None
-        hi *= 2
-    lo = hi // 2
+        step *= 2
+    hi = start + step
     while lo + 1 < hi:
         mid = (lo + hi) // 2
         if predicate(mid):

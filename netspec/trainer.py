@@ -29,6 +29,9 @@ from netspec.training_setup import Setup, prepare
 
 
 PLOT_INTERVAL = 10.0  # seconds
+# metrics.jsonl holds ~250 bytes per epoch; a larger one is not a run's own (read before resuming).
+MAX_METRICS_BYTES = 64 * 2**20
+METRIC_FIELDS = ("train_loss", "train_acc", "val_loss", "val_acc")  # what curves.png plots
 
 
 @dataclass
@@ -52,10 +55,29 @@ class Position:
 
 def train(spec_path: Path, overrides: dict, set_vars: list[str] | None = None, out: Path | None = None,
           resume: bool = False, init_from: Path | None = None, progress: Progress | None = None) -> Path:
-    """Train a spec; return the run directory. Raises SpecError (bad input) or RunStopped."""
+    """Train a spec; return the run directory. Raises SpecError (bad input) or RunStopped.
+    The run directory stays locked against other trainings until this returns."""
     setup = prepare(spec_path, overrides, set_vars or [], out, resume, init_from, progress or Progress())
-    Trainer(setup).run()
+    try:
+        Trainer(setup).run()
+    finally:
+        setup.release()
     return setup.run_dir
+
+
+def _metrics_before(path: Path, epoch: int) -> list[dict]:
+    """The epochs before `epoch` from metrics.jsonl; lines that are not well-formed records
+    (a line cut by a kill, or an edited file) are dropped."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise ckpt.damaged(path, "not a regular file")
+    if path.exists() and path.stat().st_size > MAX_METRICS_BYTES:
+        raise ckpt.damaged(path, f"larger than {MAX_METRICS_BYTES:,} bytes: not this run's metrics")
+
+    def well_formed(r) -> bool:
+        return (isinstance(r, dict) and isinstance(r.get("epoch"), int) and not isinstance(r["epoch"], bool)
+                and all(isinstance(r.get(k), (int, float)) and not isinstance(r[k], bool) for k in METRIC_FIELDS))
+
+    return [r for r in read_jsonl(path) if well_formed(r) and r["epoch"] < epoch]
 
 
 class Trainer:
@@ -88,8 +110,8 @@ class Trainer:
                 self.say(f"{self.s.run_dir} already finished its {self.config.epochs} epochs; "
                          "give --epochs N to train it further")
                 return
+        previous = self._install_signal_handlers()  # before the banner: a Ctrl-C right after it saves the run
         self.say(self.s.banner(self.steps))
-        previous = self._install_signal_handlers()
         try:
             while self.position.epoch <= self.config.epochs:
                 self.run_epoch()
@@ -224,22 +246,25 @@ class Trainer:
         return states
 
     def restore(self, run_dir: Path) -> None:
-        meta = ckpt.read_metadata(run_dir / "last.safetensors")
-        self.s.bare_model.load_state_dict(ckpt.load_weights(run_dir / "last.safetensors"))
-        optimizer_state, rng, counters = ckpt.load_state(run_dir / meta["state"])
-        self.optimizer.load_state_dict(optimizer_state)
-        torch.set_rng_state(rng["torch"])
-        self.augment_rng.set_state(rng["augment"])
-        if torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([rng[k] for k in sorted(rng) if k.startswith("cuda")] or torch.cuda.get_rng_state_all())
+        from netspec.resume import find_resumable
+
+        found = find_resumable(run_dir, self.s.bare_model, self.optimizer, self.augment_rng, self.s.spec.input[0])
+        counters = found.counters
+        mid_epoch = counters["step"] < counters["steps_per_epoch"]
+        if mid_epoch and counters["steps_per_epoch"] != self.steps:  # the batches would not line up
+            raise SpecError.at(None, "--resume", f"{found.path} stopped at step {counters['step']} of "
+                               f"{counters['steps_per_epoch']}, but an epoch now has {self.steps} steps",
+                               "the training data changed since; start a new run (--init-from RUN_DIR)")
+        if found.note:
+            self.say(found.note)
+        found.apply(self.s.bare_model, self.optimizer, self.augment_rng)
         p = Position(counters["epoch"], counters["step"], counters["global_step"], counters["best_val_acc"],
                      EpochTotals(**counters["totals"]))
         if p.step >= counters["steps_per_epoch"]:  # that epoch was complete
             p = Position(p.epoch + 1, 0, p.global_step, p.best_val_acc)
         self.position = p
         if self.s.is_main:
-            kept = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("epoch", 0) < p.epoch]
-            rewrite_jsonl(run_dir / "metrics.jsonl", kept)
+            rewrite_jsonl(run_dir / "metrics.jsonl", _metrics_before(run_dir / "metrics.jsonl", p.epoch))
         if p.epoch <= self.config.epochs:
             where = f"epoch {p.epoch}, step {p.step}/{self.steps}" if p.step else f"the start of epoch {p.epoch}"
             self.say(f"resuming {run_dir} from {where}")

@@ -16,7 +16,9 @@ from netspec.config import TrainConfig
 from netspec.data import Data, DataError, load_data
 from netspec.errors import Diagnostic, SpecError
 from netspec.progress import Progress
-from netspec.rundir import latest_run_dir, new_run_dir, read_config, write_config, write_spec_copy
+from netspec.rundir import (latest_run_dir, load_run_spec, new_run_dir, read_config, run_to_resume, write_config,
+                            write_spec_copy)
+from netspec.runlock import RunLock
 from netspec.spec import Spec, load
 
 
@@ -38,6 +40,11 @@ class Setup:
     rank: int = 0
     world: int = 1
     notes: list[str] = field(default_factory=list)
+    lock: RunLock | None = None  # on the run directory, while this process trains it
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
     @property
     def is_main(self) -> bool:
@@ -72,24 +79,29 @@ class Setup:
 
 def prepare(spec_path: Path, overrides: dict, set_vars: list[str], out: Path | None, resume: bool,
             init_from: Path | None, progress: Progress) -> Setup:
+    """Everything before the first step. The run directory's lock, once taken, is held by the
+    returned Setup until `Setup.release()` — or released here if anything after it fails."""
+    locks: list[RunLock] = []
+    try:
+        setup = _prepare(Path(spec_path), overrides, set_vars, out, resume, init_from, progress, locks)
+    except BaseException:
+        for lock in locks:
+            lock.release()
+        raise
+    setup.lock = locks[0] if locks else None
+    return setup
+
+
+def _prepare(spec_path: Path, overrides: dict, set_vars: list[str], out: Path | None, resume: bool,
+             init_from: Path | None, progress: Progress, locks: list[RunLock]) -> Setup:
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    spec_path = Path(spec_path)
     resume_from = None
     notes = []
     if resume:
-        name = load(spec_path, overrides=set_vars).name if out is None else ""
-        resume_from = latest_run_dir(name, out)
-        saved = read_config(resume_from)
-        set_vars = saved.get("overrides", set_vars)
-        ignored = sorted(k for k in overrides if k != "epochs" and not _same_setting(overrides[k], saved["train"].get(k)))
-        if ignored:
-            notes.append(f"resuming with the run's own settings; ignored: {', '.join(ignored)}")
-        overrides = {**saved["train"], **{k: v for k, v in overrides.items() if k == "epochs"}}
-        if not (resume_from / "last.safetensors").exists():
-            raise SpecError.at(None, "--resume", f"{resume_from} has no checkpoint yet", "start a new run instead")
+        resume_from, set_vars, overrides = _resume_settings(spec_path, overrides, set_vars, out, rank, notes, locks)
     # A resumed run continues the spec as trained (its copy in the run directory), even if the
     # spec file has changed since.
-    spec = load(resume_from / "spec.yaml" if resume_from else spec_path, overrides=set_vars)
+    spec = load_run_spec(resume_from, set_vars) if resume_from else load(spec_path, overrides=set_vars)
     config = resolve_config(spec, overrides)
     if config.data is None:
         raise SpecError.at(None, "--data", "no dataset: give --data (e.g. --data digits) or `train: {data: ...}`")
@@ -106,7 +118,7 @@ def prepare(spec_path: Path, overrides: dict, set_vars: list[str], out: Path | N
         config = config.model_copy(update={"channels_last": has_conv and len(spec.input) == 3})
     data = load_data(config.data, spec.input, Path(config.data_root) if config.data_root else None)
     check_outputs(report.output, data, spec)
-    run_dir = resume_from or _make_run_dir(spec, config, data, set_vars, out, rank)
+    run_dir = resume_from or _make_run_dir(spec, config, data, set_vars, out, rank, locks)
     if init_from is not None and resume_from is None:
         notes.append(initialise_from(bare_model, Path(init_from)))
     bare_model.to(device)
@@ -122,6 +134,24 @@ def prepare(spec_path: Path, overrides: dict, set_vars: list[str], out: Path | N
     optimizer = make_optimizer(config, bare_model)
     return Setup(spec, spec_path, config, data, model, bare_model, device, amp_dtype, optimizer, run_dir,
                  resume_from, progress if rank == 0 else Progress(enabled=False), rank, world, notes)
+
+
+def _resume_settings(spec_path: Path, overrides: dict, set_vars: list[str], out: Path | None, rank: int,
+                     notes: list[str], locks: list[RunLock]) -> tuple[Path, list[str], dict]:
+    """The run to resume (locked, on rank 0) and the settings it continues with: its own."""
+    name = load(spec_path, overrides=set_vars).name if out is None else ""
+    if rank == 0:
+        resume_from, lock = run_to_resume(name, out)
+        locks.append(lock)
+    else:  # the launcher (or rank 0) holds the lock for the whole group
+        resume_from = latest_run_dir(name, out)
+    saved = read_config(resume_from)
+    ignored = sorted(k for k in overrides if k != "epochs" and not _same_setting(overrides[k], saved["train"].get(k)))
+    if ignored:
+        notes.append(f"resuming with the run's own settings; ignored: {', '.join(ignored)}")
+    if not any((resume_from / checkpoint).exists() for checkpoint in ("last.safetensors", "best.safetensors")):
+        raise SpecError.at(None, "--resume", f"{resume_from} has no checkpoint yet", "start a new run instead")
+    return resume_from, saved.get("overrides", set_vars), {**saved["train"], **{k: v for k, v in overrides.items() if k == "epochs"}}
 
 
 def _same_setting(given, saved) -> bool:
@@ -194,10 +224,12 @@ def initialise_from(model: torch.nn.Module, source: Path) -> str:
     return f"init from {path}: " + report.summary().replace("\n", "; ")
 
 
-def _make_run_dir(spec: Spec, config: TrainConfig, data: Data, set_vars: list[str], out, rank: int) -> Path:
+def _make_run_dir(spec: Spec, config: TrainConfig, data: Data, set_vars: list[str], out, rank: int,
+                  locks: list[RunLock]) -> Path:
     if rank != 0:  # the launcher made it; every process gets it through --out
         return Path(out)
-    run_dir = new_run_dir(spec.name, out)
+    run_dir, lock = new_run_dir(spec.name, out)
+    locks.append(lock)
     write_spec_copy(run_dir, spec)
     write_config(run_dir, {"netspec": __version__, "spec": str(spec.path), "overrides": list(set_vars),
                            "train": config.model_dump(), "data": {"name": data.name, "classes": data.classes,

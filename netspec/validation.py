@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from netspec.errors import Diagnostic, Mark, did_you_mean
+from netspec.errors import MAX_ERRORS_COLLECTED, Diagnostic, Mark, did_you_mean
 from netspec.layers.base import describe
 from netspec.source import YMap, YSeq, key_mark_of, mark_of
 
@@ -30,7 +30,8 @@ def validate(model: type[BaseModel], data: Any, where: str, fallback: Mark | Non
         # member's tag in its loc (`cfg.1.constrained-int`, `cfg.1.literal['M']`): drop the tags
         # and report each such group once.
         groups: dict[tuple, list[tuple[dict, int]]] = {}
-        for n, err in enumerate(exc.errors(include_url=False)):
+        # Only so many are ever printed: translating 100,000 errors of one huge list costs seconds.
+        for n, err in enumerate(exc.errors(include_url=False)[:MAX_ERRORS_COLLECTED]):
             loc, tag_at = _without_tags(data, tuple(err["loc"]))
             err = {**err, "loc": loc}
             key = loc[:tag_at] if tag_at is not None else ("", n)

@@ -2,6 +2,9 @@
 
 - `load_partial(model, state_dict)`: the seeds' fine-tuning pattern — load every tensor whose
   name and shape match, and say what was skipped instead of raising.
+- `check_fits(model, shapes, path)`: a checkpoint's tensors (names and shapes, read from its
+  header) against the model built from the run's spec — before anything is loaded, so an
+  edited spec is reported as such, listing the tensors, not as a torch size-mismatch traceback.
 - `load_torchvision(model, source)`: copy a torchvision model's tensors into a netspec model
   built from the equivalent spec. Names differ (`layer1.0.conv1.weight` vs
   `basic_x2_1.basic0.residual0.body.conv0.weight`), so tensors are matched by structure: both
@@ -12,9 +15,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
+
+from netspec.errors import Diagnostic, SpecError
+
+# Tensors named in a "spec no longer matches" error; a wholly different spec differs in
+# hundreds, and the first few say what happened.
+MAX_LISTED_TENSORS = 8
 
 
 @dataclass
@@ -57,6 +67,58 @@ def load_partial(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> LoadR
     report.missing = [n for n in own if n not in state_dict]
     model.load_state_dict(usable, strict=False)
     return report
+
+
+class SpecMismatch(SpecError):
+    """The run's spec builds a model whose tensors are not those of the checkpoint."""
+
+
+def check_fits(model: nn.Module, shapes: dict[str, tuple[int, ...]], path: Path) -> None:
+    """Raise SpecMismatch listing each tensor whose name or shape differs (name, checkpoint
+    shape, model shape), at most MAX_LISTED_TENSORS of them."""
+    own = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    problems = [f"{name}: checkpoint {_shape(shapes[name])}, model {_shape(own[name])}"
+                for name in own if name in shapes and shapes[name] != own[name]]
+    problems += [f"{name}: missing from the checkpoint (model {_shape(own[name])})" for name in own if name not in shapes]
+    problems += [f"{_short(name)}: unexpected (checkpoint {_shape(shapes[name])}, not in the model)"
+                 for name in shapes if name not in own]
+    if not problems:
+        return
+    listed = "; ".join(problems[:MAX_LISTED_TENSORS])
+    more = f"; and {len(problems) - MAX_LISTED_TENSORS} more" if len(problems) > MAX_LISTED_TENSORS else ""
+    raise SpecMismatch([Diagnostic(
+        None, str(path), f"the spec no longer matches the checkpoint: {len(problems)} tensors differ: {listed}{more}",
+        f"was {Path(path).parent / 'spec.yaml'} edited after training? restore it, or start a new run "
+        f"(--init-from {Path(path).parent} loads the tensors that still fit)")])
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, shape)) + ")"
+
+
+def _short(name: str) -> str:
+    """A tensor name read from a file, for a message: escaped, not too long."""
+    text = ascii(name)[1:-1]
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def read_checked(path: Path, model: nn.Module, channels: int) -> dict:
+    """The metadata of a weights file whose header is sound and whose tensors fit `model`
+    (from the header alone: nothing is loaded). SpecError naming the file otherwise."""
+    from netspec import checkpoint as ckpt
+
+    shapes, raw = ckpt.read_header(path)
+    meta = ckpt.check_weights_metadata(ckpt.decode_metadata(path, raw), path, channels)
+    check_fits(model, shapes, path)
+    return meta
+
+
+def is_intact(path: Path, model: nn.Module, channels: int) -> bool:
+    try:
+        read_checked(path, model, channels)
+    except SpecError:
+        return False
+    return True
 
 
 class StructureMismatch(ValueError):

@@ -1,11 +1,41 @@
-"""Shared test helpers: run the CLI in-process and locate the repository's files."""
+"""Shared test helpers: run the CLI in-process and locate the repository's files.
+
+The suite is isolated from the machine it runs on, so that two suites (two clones, or the same
+clone twice) can run at once: `pytest_configure` points HOME and every cache netspec, torch,
+matplotlib and hypothesis use at one fresh temporary folder per session, before any test module
+imports netspec (netspec.data resolves `~/.cache/netspec` at import time). Subprocesses inherit
+it. Nothing writes into the repository or the working directory; runs use `tmp_path`.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+_SESSION_HOME: Path | None = None
+_ISOLATED = ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "TORCH_HOME", "MPLCONFIGDIR")
+
+
+def pytest_configure(config):
+    global _SESSION_HOME
+    _SESSION_HOME = Path(tempfile.mkdtemp(prefix="netspec-tests-"))
+    for name in _ISOLATED:
+        folder = _SESSION_HOME if name == "HOME" else _SESSION_HOME / name.lower()
+        folder.mkdir(exist_ok=True)
+        os.environ[name] = str(folder)
+    # hypothesis keeps its example database in ./.hypothesis unless told otherwise: shared
+    # between two suites in one clone; the property tests are derandomized, so none is needed.
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(_SESSION_HOME / "hypothesis")
+
+
+def pytest_unconfigure(config):
+    if _SESSION_HOME is not None:
+        shutil.rmtree(_SESSION_HOME, ignore_errors=True)
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

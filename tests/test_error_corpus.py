@@ -215,9 +215,9 @@ def test_helper_files_are_only_included_ones():
 @pytest.mark.parametrize("name", ["yaml_alias_bomb.yaml", "yaml_nesting_too_deep.yaml"])
 def test_resource_attacks_fail_fast(cli, name):
     path = BROKEN / name
-    start = time.perf_counter()
+    start = time.process_time()
     result = run_check(cli, path)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert result.code == 2 and "Traceback" not in result.err, result.err
     assert elapsed < 2.0, f"{name} took {elapsed:.2f} s: the loader's limit did not stop it early"
 
@@ -238,9 +238,9 @@ def test_file_over_the_size_cap(cli, tmp_path):
     padding = "# " + "x" * 1000 + "\n"
     spec.write_text("name: huge\ninput: [3, 32, 32]\nlayers:\n  - relu\n" + padding * 1100)
     assert spec.stat().st_size > 1 << 20
-    start = time.perf_counter()
+    start = time.process_time()
     result = cli("check", spec)
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
     assert result.code == 2 and "Traceback" not in result.err, result.err
     lines = result.err.splitlines()
     assert len(lines) == 1, result.err

@@ -8,20 +8,32 @@ Two layouts, like torchvision's ImageFolder:
 The held-out images are chosen by a hash of each file's path relative to its root, so the split
 is the same on every run and machine: it does not depend on directory listing order or on the
 training seed (changing the seed must not leak validation images into training).
+
+The folder may come from someone else, so only regular files are opened (a FIFO or device
+named `x.png` is skipped, never waited on), only through the decoders of the four image
+formats we list (Pillow otherwise picks any of its ~40 plugins by content, EPS among them,
+which runs Ghostscript), and only up to MAX_IMAGE_PIXELS. Symbolic links are followed, to
+files and to class folders alike, wherever they point: datasets are commonly assembled from
+links into shared storage (torchvision's ImageFolder follows them too), and what a link can
+reach is only decoded as an image within those limits, never shown or executed. Links inside a
+class folder's tree are not descended into (pathlib's rglob), so a link loop cannot recur.
 """
 
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from netspec.data import Data, DataError, channel_stats
+from netspec import preprocess
+from netspec.data import Data, DataError, channel_stats, printable
+from netspec.preprocess import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS  # noqa: F401 (MAX_IMAGE_PIXELS: part of this module's contract)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 VAL_FRACTION = 0.2
 STATS_SAMPLE = 2000  # images decoded for the per-channel mean/std
 HEADER_CHECK_LIMIT = 20_000  # up to this many files, open every header at load to catch bad files early
@@ -51,15 +63,20 @@ class FolderDataset(Dataset):
 
 def decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
     """One image file → uint8 C×H×W in `mode` ("L" or "RGB"), resized bilinearly to `size` (H, W)."""
-    from PIL import Image
-
     from netspec.preprocess import fit_image
 
+    with open_image(path) as image:
+        return fit_image(image, 1 if mode == "L" else 3, *size)  # a copy, independent of the file
+
+
+@contextmanager
+def open_image(path: Path) -> Iterator:
+    """netspec.preprocess.open_image, its failures as DataErrors naming the file."""
     try:
-        with Image.open(path) as image:
-            return fit_image(image, 1 if mode == "L" else 3, *size)  # a copy, independent of the file
-    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError...
-        raise DataError(f"cannot read image {path}: {exc}", "replace or delete the file") from exc
+        with preprocess.open_image(path) as image:
+            yield image
+    except preprocess.ImageError as exc:
+        raise DataError(f"cannot read image {printable(path, None)}: {exc}", "replace or delete the file") from None
 
 
 def load_folder(path: Path, input_shape: tuple, val_only: bool = False) -> Data:
@@ -71,7 +88,7 @@ def load_folder(path: Path, input_shape: tuple, val_only: bool = False) -> Data:
                         "use an input of 1 (grayscale) or 3 (RGB) channels")
     path = Path(path)
     if not path.is_dir():
-        raise DataError(f"no image folder at {path}", LAYOUT_HINT)
+        raise DataError(f"no image folder at {printable(path, None)}", LAYOUT_HINT)
     notes: list[str] = []
     train_dir = path / "train"
     val_dir = next((path / n for n in ("val", "test") if (path / n).is_dir()), None)
@@ -83,15 +100,16 @@ def load_folder(path: Path, input_shape: tuple, val_only: bool = False) -> Data:
             lacking = sorted(set(classes) - set(val_classes))
             detail = "; ".join(filter(None, [extra and f"{val_dir.name}/ also has {', '.join(extra)}",
                                              lacking and f"{val_dir.name}/ lacks {', '.join(lacking)}"]))
-            raise DataError(f"{val_dir} and {train_dir} have different class folders ({detail})",
+            raise DataError(f"{printable(val_dir, None)} and {printable(train_dir, None)} have different "
+                            f"class folders ({detail})",
                             "give train/ and val/ the same class subfolders")
-        train, val = list_images(train_dir, classes), list_images(val_dir, classes)
+        train, val = list_images(train_dir, classes, notes), list_images(val_dir, classes, notes)
     else:
         if val_dir is not None:  # val/ alone would otherwise be taken for a class called "val"
-            raise DataError(f"{path} has {val_dir.name}/ but no train/", LAYOUT_HINT)
+            raise DataError(f"{printable(path, None)} has {val_dir.name}/ but no train/", LAYOUT_HINT)
         source = train_dir if train_dir.is_dir() else path
         classes = class_names(source)
-        train, val = split(list_images(source, classes), source)
+        train, val = split(list_images(source, classes, notes), source)
         notes.append(f"folder: no val/ folder, held out {VAL_FRACTION:.0%} of each class for validation")
     check_headers(val if val_only else train + val)
     train_set = FolderDataset([f for f, _ in train], [label for _, label in train], input_shape)
@@ -102,26 +120,40 @@ def load_folder(path: Path, input_shape: tuple, val_only: bool = False) -> Data:
 
 
 def class_names(folder: Path) -> list[str]:
-    """Sorted names of the visible subfolders of `folder`: one class each."""
+    """Sorted names of the visible subfolders of `folder`: one class each.
+
+    A class name is printed in tables and stored in the run's JSON and the model's metadata, so
+    it must be printable text: not an ESC sequence, nor bytes that are not UTF-8 (which Python
+    holds as surrogates that cannot be written back out)."""
     names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not names:
-        raise DataError(f"{folder} has no class subfolders", LAYOUT_HINT)
+        raise DataError(f"{printable(folder, None)} has no class subfolders", LAYOUT_HINT)
+    for name in names:
+        if not name.isprintable():
+            raise DataError(f"class folder `{printable(name)}` in {printable(folder, None)} has a name with "
+                            "control characters or bytes that are not UTF-8", "rename it to plain text")
     return names
 
 
-def list_images(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
-    """(file, label) for the images under each `folder/<class>/` (recursively), in sorted path order."""
-    found = []
+def list_images(folder: Path, classes: list[str], notes: list[str]) -> list[tuple[Path, int]]:
+    """(file, label) for the images under each `folder/<class>/` (recursively), in sorted path order.
+
+    Only regular files (after following links) count; other entries with an image suffix (FIFOs,
+    devices, broken or looping links) are skipped with a note, as reading them could block."""
+    found, skipped = [], 0
     for label, name in enumerate(classes):
         class_dir = folder / name
-        files = sorted((p for p in class_dir.rglob("*")
-                        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                        and not any(part.startswith(".") for part in p.relative_to(class_dir).parts)),
-                       key=lambda p: p.relative_to(folder).as_posix())
+        candidates = [p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                      and not any(part.startswith(".") for part in p.relative_to(class_dir).parts)]
+        files = sorted((p for p in candidates if p.is_file()), key=lambda p: p.relative_to(folder).as_posix())
+        skipped += len(candidates) - len(files)
         if not files:
-            raise DataError(f"class folder {class_dir} has no images ({', '.join(IMAGE_SUFFIXES)})",
+            raise DataError(f"class folder {printable(class_dir, None)} has no images ({', '.join(IMAGE_SUFFIXES)})",
                             "add images to it or remove it")
         found += [(f, label) for f in files]
+    if skipped:
+        notes.append(f"folder: skipped {skipped} entries under {printable(folder.name)}/ that are not "
+                     "regular files (FIFOs, devices, broken links)")
     return found
 
 
@@ -146,14 +178,9 @@ def check_headers(images: list[tuple[Path, int]]) -> None:
     """Open each file's header (cheap, no decode) so a stray non-image fails now, not mid-epoch."""
     if len(images) > HEADER_CHECK_LIMIT:
         return  # too many to open up front; the stats sample and the loader still name bad files
-    from PIL import Image
-
     for file, _ in images:
-        try:
-            with Image.open(file):
-                pass
-        except Exception as exc:
-            raise DataError(f"cannot read image {file}: {exc}", "replace or delete the file") from exc
+        with open_image(file):  # the header, and its size against MAX_IMAGE_PIXELS
+            pass
 
 
 def sample_stats(dataset: FolderDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -31,8 +31,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=["digits"])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--count", type=int, default=10)
+    parser.add_argument("--count", type=int, default=10, help="how many (at most the 360 validation digits)")
     args = parser.parse_args()
+    if args.count < 1:
+        parser.error(f"--count must be at least 1, got {args.count}")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"{args.out} exists and is not a directory")
     for path in write_digits(args.out, args.count):
         print(path)
 

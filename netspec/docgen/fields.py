@@ -68,11 +68,13 @@ def _alternatives(schema: dict) -> list[str]:
         return [f"`{schema['const']}`"]
     kind = schema.get("type")
     if kind == "integer":
-        if "exclusiveMinimum" in schema:
-            return [f"int ≥ {schema['exclusiveMinimum'] + 1}"]
-        if "minimum" in schema:
-            return [f"int ≥ {schema['minimum']}"]
-        return ["int"]
+        low = schema["exclusiveMinimum"] + 1 if "exclusiveMinimum" in schema else schema.get("minimum")
+        high = schema["exclusiveMaximum"] - 1 if "exclusiveMaximum" in schema else schema.get("maximum")
+        if low is not None and high is not None:
+            return [f"int in [{low:,}, {high:,}]"]
+        if low is not None:
+            return [f"int ≥ {low}"]
+        return ["int" if high is None else f"int ≤ {high:,}"]
     if kind == "number":
         low = ("(", schema["exclusiveMinimum"]) if "exclusiveMinimum" in schema else \
             ("[", schema["minimum"]) if "minimum" in schema else None

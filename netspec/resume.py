@@ -1,0 +1,157 @@
+"""What `--resume` continues from: weights, trainer state and counters that agree.
+
+`last.safetensors` names the trainer state written just before it. When it is damaged, the
+only other checkpoint, `best.safetensors`, is resumable if the state file it names is still
+there — it is when the best epoch was also the newest checkpoint (older states are pruned).
+Otherwise resuming is impossible: the error names the damaged file and says which intact
+weights remain for `eval` and `export`. Every file is checked before anything is loaded into
+the model or optimizer; names read from metadata never leave the run directory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from netspec import checkpoint as ckpt
+from netspec.errors import Diagnostic, SpecError
+from netspec.weights import SpecMismatch, is_intact, read_checked
+
+# Exactly the names the trainer writes (`state-<global step>.safetensors`): nothing with a
+# separator, `..`, or a leading dot can name a file outside the run, or a temporary one.
+STATE_NAME = re.compile(r"state-[0-9]{1,18}\.safetensors")
+CHECKPOINTS = ("last.safetensors", "best.safetensors")  # newest first
+
+
+@dataclass
+class Resumable:
+    path: Path  # the weights file
+    meta: dict
+    weights: dict[str, torch.Tensor]
+    optimizer: dict
+    rng: dict[str, torch.Tensor]
+    counters: dict
+    note: str | None = None
+
+    def apply(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> None:
+        """Load it all (everything was checked; torch may still refuse a value)."""
+        try:
+            model.load_state_dict(self.weights)
+            optimizer.load_state_dict(self.optimizer)
+            torch.set_rng_state(self.rng["torch"])
+            generator.set_state(self.rng["augment"])
+            if torch.cuda.is_available():
+                cuda = [self.rng[k] for k in sorted(self.rng) if k.startswith("cuda")]
+                if len(cuda) == torch.cuda.device_count():
+                    torch.cuda.set_rng_state_all(cuda)
+        except (RuntimeError, ValueError, TypeError, KeyError) as e:
+            raise ckpt.damaged(self.path, f"cannot be restored ({str(e).splitlines()[0][:200]})") from None
+
+
+def find_resumable(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   generator: torch.Generator, channels: int) -> Resumable:
+    """The newest intact checkpoint with its trainer state, or a SpecError naming the damage."""
+    last, best = (run_dir / name for name in CHECKPOINTS)
+    try:
+        return load_checkpoint(run_dir, last, model, optimizer, generator, channels)
+    except SpecMismatch:
+        raise  # the run's spec changed: every checkpoint disagrees with it alike
+    except SpecError as error:
+        problem = error
+    fallback_problem = None
+    if best.exists():
+        try:
+            found = load_checkpoint(run_dir, best, model, optimizer, generator, channels)
+        except SpecError as error:
+            fallback_problem = error
+        else:
+            found.note = (f"note: {_first(problem)}\n  resuming from {best} (epoch {found.meta['epoch']}, step "
+                          f"{found.meta['step']}) instead, the newest intact checkpoint")
+            return found
+    raise _unresumable(problem, run_dir, fallback_problem, model, channels)
+
+
+def load_checkpoint(run_dir: Path, path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    generator: torch.Generator, channels: int) -> Resumable:
+    meta = read_checked(path, model, channels)
+    missing = [key for key in ("state", "epoch", "step") if key not in meta]
+    if missing:
+        raise ckpt.damaged(path, f"its metadata has no `{missing[0]}`: it cannot be resumed")
+    state_path = state_file(run_dir, meta["state"], path)
+    optimizer_state, rng, counters = ckpt.load_state(state_path)
+    if (counters["epoch"], counters["step"]) != (meta["epoch"], meta["step"]):
+        raise ckpt.damaged(state_path, f"its counters (epoch {counters['epoch']}, step {counters['step']}) do not "
+                           f"match {path.name} (epoch {meta['epoch']}, step {meta['step']})")
+    check_optimizer_state(optimizer_state, optimizer, state_path)
+    check_rng(rng, generator, state_path)
+    return Resumable(path, meta, ckpt.load_weights(path), optimizer_state, rng, counters)
+
+
+def state_file(run_dir: Path, name: str, named_by: Path) -> Path:
+    """The state file named in `named_by`'s metadata: a plain state file name in `run_dir`."""
+    if not STATE_NAME.fullmatch(name):
+        raise ckpt.damaged(named_by, f"its metadata names the trainer state {ascii(name[:80])}, which is not a "
+                           "state file in the run directory (state-<step>.safetensors); not following it")
+    path = run_dir / name
+    if not path.exists() and not path.is_symlink():
+        raise ckpt.damaged(path, f"missing: the trainer state named by {named_by.name} does not exist")
+    return path
+
+
+def check_optimizer_state(saved: dict, optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """Same parameter groups, settings of the same kinds, state tensors shaped like their parameters."""
+    current = optimizer.state_dict()["param_groups"]
+    groups = saved["param_groups"]
+    if len(groups) != len(current) or any(g.get("params") != c["params"] for g, c in zip(groups, current)):
+        raise ckpt.damaged(path, "its optimizer state is for another set of parameters")
+    for group, reference in zip(groups, current):
+        for key, value in reference.items():
+            if key != "params" and (key not in group or not _same_kind(group[key], value)):
+                raise ckpt.damaged(path, f"its optimizer setting `{key}` is missing or of the wrong type")
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, values in saved["state"].items():
+        if index >= len(params):
+            raise ckpt.damaged(path, f"it holds optimizer state for parameter {index}; the model has {len(params)}")
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor) and value.ndim and value.shape != params[index].shape:
+                raise ckpt.damaged(path, f"its optimizer tensor `{ascii(name[:40])[1:-1]}` for parameter {index} "
+                                   f"has shape {tuple(value.shape)}, the parameter {tuple(params[index].shape)}")
+
+
+def _same_kind(saved: Any, reference: Any) -> bool:
+    if isinstance(reference, bool) or reference is None:  # flags; torch versions differ on None/False
+        return saved is None or isinstance(saved, bool)
+    if isinstance(reference, (int, float)):
+        return isinstance(saved, (int, float)) and not isinstance(saved, bool)
+    if isinstance(reference, (tuple, list)):
+        return isinstance(saved, list) and len(saved) == len(reference)
+    return type(saved) is type(reference)
+
+
+def check_rng(rng: dict[str, torch.Tensor], generator: torch.Generator, path: Path) -> None:
+    expected = {"torch": torch.get_rng_state(), "augment": generator.get_state()}
+    for name, reference in expected.items():
+        value = rng.get(name)
+        if value is None or value.dtype != torch.uint8 or value.shape != reference.shape:
+            raise ckpt.damaged(path, f"its random-number state `{name}` is missing or malformed")
+
+
+def _first(error: SpecError) -> str:
+    d = error.diagnostics[0]
+    return f"{d.where}: {d.message}" if d.where else d.message
+
+
+def _unresumable(problem: SpecError, run_dir: Path, fallback_problem: SpecError | None, model, channels) -> SpecError:
+    intact = [name for name in CHECKPOINTS if is_intact(run_dir / name, model, channels)]
+    why = f"{_first(fallback_problem)}" if fallback_problem else "there is no best.safetensors"
+    hint = f"nothing in {run_dir} can be resumed ({why})"
+    if intact:
+        hint += (f"; {' and '.join(intact)} still load for `netspec eval`/`export --weights "
+                 f"{intact[0].split('.')[0]}`; `netspec train --init-from {run_dir / intact[0]}` starts a new run "
+                 "from those weights")
+    d = problem.diagnostics[0]
+    return SpecError([Diagnostic(d.mark, d.where, d.message, hint)])
