@@ -75,8 +75,12 @@ def train(
     lr: Optional[float] = typer.Option(None, "--lr", help="peak learning rate"),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd|adam|adamw"),
     momentum: Optional[float] = typer.Option(None, "--momentum"),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay"),
+    nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov", help="Nesterov momentum (sgd with momentum > 0)"),
+    weight_decay: Optional[float] = typer.Option(
+        None, "--weight-decay", help="default: the optimizer's own (0 for sgd and adam, 0.01 for adamw)"),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="none|step|cosine|onecycle|warmup"),
+    step_size: Optional[int] = typer.Option(None, "--step-size", help="--schedule step: epochs between decays (default 30)"),
+    gamma: Optional[float] = typer.Option(None, "--gamma", help="--schedule step: decay factor (default 0.1)"),
     warmup_epochs: Optional[float] = typer.Option(None, "--warmup-epochs"),
     label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing"),
     pad: Optional[int] = typer.Option(None, "--pad", help="augment: pad then random-crop (CIFAR: 4)"),
@@ -100,17 +104,20 @@ def train(
     augment = {k: v for k, v in (("pad", pad), ("flip", flip), ("normalize", normalize)) if v is not None}
     overrides = {k: v for k, v in dict(
         data=data, data_root=data_root, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-        momentum=momentum, weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
+        momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, schedule=schedule, step_size=step_size,
+        gamma=gamma, warmup_epochs=warmup_epochs,
         label_smoothing=label_smoothing, seed=seed, device=device, amp=amp, channels_last=channels_last,
         compile=compile_, workers=workers, checkpoint_every=checkpoint_every).items() if v is not None}
     if augment:
         overrides["augment"] = augment
     if nproc > 1:
+        from netspec.config import check_processes
         from netspec.distributed import launch
         from netspec.spec import load
         from netspec.training_setup import resolve_config
 
-        resolve_config(load(spec, overrides=set_), overrides)  # bad flags: one error here, not one per worker
+        config = resolve_config(load(spec, overrides=set_), overrides)  # bad flags: one error here, not one per worker
+        check_processes(config.batch_size, nproc)
         raise typer.Exit(launch(spec, sys.argv, nproc, out, set_, resume))
     from netspec.trainer import train as run_training
 
@@ -139,15 +146,17 @@ def export(
     output: Optional[Path] = typer.Option(None, "-o", "--output",
                                           help="the .onnx file, or a directory to write <name>.onnx in "
                                                "(default: here, or in the run dir)"),
-    opset: int = typer.Option(18, "--opset", help="ONNX opset version"),
+    opset: int = typer.Option(18, "--opset", help="ONNX opset version: 18–23 written by torch's exporter, 7–17 "
+                              "converted from 18 where onnx's version converter can (refused otherwise)"),
     batch: str = typer.Option("dynamic", "--batch", help=f"dynamic, or a fixed batch size N (1..{MAX_BATCH_SIZE})"),
     weights: str = typer.Option("best", "--weights", help="for a run directory: best|last"),
 ) -> None:
     """Export to ONNX, check the file, and verify onnxruntime against PyTorch (exit 1 if they differ)."""
     if not onnx:
         raise SpecError.at(None, "export", "choose a format: --onnx", "the only format so far")
-    from exporters.onnx import export_onnx, load_source
+    from exporters.onnx import check_opset, export_onnx, load_source
 
+    check_opset(opset)  # before loading anything: an opset no path here writes
     fixed = None if batch == "dynamic" else _batch_size(batch, "--batch", "`dynamic` or ")
     _check_weights(weights)
     loaded = load_source(source, weights)
@@ -161,23 +170,26 @@ def export(
 
 @app.command()
 def infer(
-    model: Path = typer.Argument(..., help="an .onnx file written by `netspec export`"),
-    inputs: List[Path] = typer.Argument(..., help="PNG/JPEG/... images or .npy arrays"),
-    provider: str = typer.Option("auto", "--provider", help="auto|tensorrt|cuda|cpu (auto: the best available)"),
+    model: Path = typer.Argument(..., help="an .onnx file written by `netspec export`, or a run directory holding one"),
+    inputs: List[Path] = typer.Argument(..., help="PNG/JPEG/... images or .npy arrays, folders of them "
+                                        "(searched recursively), or quoted glob patterns such as 'digits/*.png'"),
+    provider: str = typer.Option("auto", "--provider", help="auto|tensorrt|cuda|cpu (auto: the best available; "
+                                 "a named one that cannot run is an error)"),
     top_k: int = typer.Option(5, "--top-k", min=1, max=MAX_TOP_K, help="classes per input (at most the model's)"),
     batch_size: int = typer.Option(32, "--batch-size", min=1, max=MAX_BATCH_SIZE,
                                    help="inputs per onnxruntime call (fewer when inputs are large)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON list, one object per input"),
 ) -> None:
     """Classify images with onnxruntime, preprocessed exactly as in training."""
-    from exporters.infer import predict, table
+    from exporters.infer import expand_inputs, model_file, predict, table
     from exporters.runtime import OnnxModel, json_text, printable
 
+    model, notes = model_file(model)
     session = OnnxModel(model, provider)
-    for note in session.notes:
+    for note in notes + session.notes:
         typer.echo(f"note: {printable(note)}", err=True)
     typer.echo(f"provider: {session.provider}", err=True)
-    predictions, failures = predict(session, inputs, top_k, batch_size)
+    predictions, failures = predict(session, expand_inputs(inputs), top_k, batch_size)
     if as_json:
         typer.echo(json_text([p.to_json() for p in predictions]))
     elif predictions:

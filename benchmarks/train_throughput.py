@@ -1,4 +1,4 @@
-"""Benchmark: training throughput of `netspec train` against the seed tutorials' training loop.
+"""Benchmark: training throughput of `netspec train` against the training loop PyTorch tutorials teach.
 
     .venv/bin/python benchmarks/train_throughput.py [--repeats 2] [--digits-epochs 15] [--cifar-epochs 5]
         [--plain-epochs 8] [--workers 0,2] [--threads 2] [--cases digits,cifar,cifar-plain] [--no-info]   (or: make bench)
@@ -238,7 +238,7 @@ def seed_setup(case: Case, seed: int, run: Run):
                                             ("label_smoothing", config.label_smoothing),
                                             ("normalize", not config.augment.normalize)) if value]
     if unsupported:
-        raise SystemExit(f"{case.name}: the seed-style loop does not implement {', '.join(unsupported)}")
+        raise SystemExit(f"{case.name}: the DataLoader loop does not implement {', '.join(unsupported)}")
     torch.manual_seed(seed)  # as netspec's prepare(): seed, then build the model
     model = netspec.build(spec)
     run.init = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -258,7 +258,7 @@ def seed_setup(case: Case, seed: int, run: Run):
 
 
 def run_seed_loop(case: Case, seed: int, workers: int) -> Run:
-    run = Run(f"seed loop, {workers} workers", seed)
+    run = Run(f"DataLoader loop, {workers} workers", seed)
     t0 = time.perf_counter()
     spec, config, model, data, loss_func, optimizer, scheduler = seed_setup(case, seed, run)
     train_transform, test_transform = seed_transforms(config.augment, spec.input[-1], data.mean, data.std)
@@ -328,7 +328,7 @@ def main() -> int:
     parser.add_argument("--cifar-epochs", type=int, default=5, help="epochs of the CIFAR-shaped case (default 5)")
     parser.add_argument("--plain-epochs", type=int, default=8,
                         help="epochs of the CIFAR-shaped case without augmentation (default 8)")
-    parser.add_argument("--workers", default="0,2", help="DataLoader workers of the seed-style rows (default 0,2)")
+    parser.add_argument("--workers", default="0,2", help="workers of the DataLoader-loop rows (default 0,2)")
     parser.add_argument("--cases", default="digits,cifar,cifar-plain",
                         help="which cases, of digits, cifar, cifar-plain (default: all three)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
@@ -357,7 +357,7 @@ def main() -> int:
         print(f"{case.name}: {case.spec.relative_to(ROOT)} on {case.data}, {config.epochs} epochs, batch "
               f"{config.batch_size}, {config.optimizer} lr {config.lr:g}, schedule {config.schedule}, augment "
               f"pad {config.augment.pad} flip {config.augment.flip}; {args.repeats} runs per side "
-              f"(seeds {args.seed}..{args.seed + args.repeats - 1}), seed loop with {args.workers} workers")
+              f"(seeds {args.seed}..{args.seed + args.repeats - 1}), DataLoader loop with {args.workers} workers")
     print(flush=True)
 
     t_start = time.perf_counter()
@@ -372,7 +372,7 @@ def main() -> int:
                 return Path(tmp) / f"case{number}-seed{seed}-run{r}{'-cl' if cl else ''}"
 
             sides = [(NETSPEC, lambda c, s, r: run_netspec(c, s, out(s, r, False)))]
-            sides += [(f"seed loop, {w} workers", lambda c, s, r, w=w: run_seed_loop(c, s, w)) for w in workers]
+            sides += [(f"DataLoader loop, {w} workers", lambda c, s, r, w=w: run_seed_loop(c, s, w)) for w in workers]
             if not args.no_info:
                 sides += [(NETSPEC_CL, lambda c, s, r: run_netspec(c, s, out(s, r, True), channels_last=True)),
                           (CEILING, lambda c, s, r: run_model_only(c, s))]
@@ -397,7 +397,7 @@ def main() -> int:
             results[case.name] = runs
 
     print(f"\ntotal time {time.perf_counter() - t_start:.0f} s; load average now {os.getloadavg()[0]:.2f}\n")
-    baselines = [f"seed loop, {w} workers" for w in workers]
+    baselines = [f"DataLoader loop, {w} workers" for w in workers]
     rows, verdicts, met = [], [], []
     for case_name, runs in results.items():
         counts = next(c for c in cases if c.name == case_name).target
@@ -435,7 +435,7 @@ def main() -> int:
         print(line)
     print(f"initial weights identical on all sides: {init_ok}")
     print(f"target (≥ {TARGET:g}× at equal accuracy): met in {sum(met)} of {len(met)} comparisons "
-          "(cases digits and cifar, against every seed-loop row)" +
+          "(cases digits and cifar, against every DataLoader-loop row)" +
           ("; ALL TARGETS MET" if all(met) else ""))
     return 0
 

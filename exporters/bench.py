@@ -50,8 +50,7 @@ def bench(path: Path, batches: list[int], threads: int | None = None, seconds: f
             model = source.model.eval()
             onnx_path = Path(scratch) / f"{source.name}.onnx"
             report = export_onnx(source, onnx_path)
-            notes.append(f"parity: max |onnxruntime − torch| = {report.max_abs_diff:.2e}, "
-                         f"top-1 agreement {report.top1_agreement * 100:.1f}%")
+            notes.append(f"parity: {report.parity_text()}")
         backends = {"onnxruntime cpu": OnnxModel(onnx_path, "cpu", threads, torch_in_process=True)}
         if gpu_present():
             gpu = OnnxModel(onnx_path, "auto", threads, torch_in_process=True)

@@ -5,10 +5,15 @@ model's input, scaled to [0, 1] and normalised with the training mean/std — th
 code training used (netspec.preprocess), then run in batches. Inputs are untrusted files: an
 image's size is checked before decoding, a `.npy` header before anything is allocated. A bad
 input is a failure of that input alone; the others are still classified.
+
+Inputs are files, folders (searched recursively for images and .npy arrays, in sorted order) and
+glob patterns (expanded here, so a quoted 'digits/*.png' works without a shell). The model is an
+.onnx file or a run directory holding the one written by `netspec export RUN --onnx`.
 """
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import stat
@@ -19,11 +24,14 @@ import numpy as np
 
 from exporters.runtime import MAX_BATCH_BYTES, OnnxModel, printable, softmax
 from netspec.errors import SpecError
-from netspec.preprocess import MAX_IMAGE_PIXELS, ImageError, array_to_image, fit_image, normalise, read_image
+from netspec.preprocess import (IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, ImageError, array_to_image, fit_image, normalise,
+                                read_image)
 
 # A .npy image holds at most as many values as the largest image file netspec decodes (RGBA).
 MAX_NPY_VALUES = 4 * MAX_IMAGE_PIXELS
 NPY_DTYPE_KINDS = "uif"  # unsigned, signed, float: what an image array can be stored as
+INPUT_SUFFIXES = (*IMAGE_SUFFIXES, ".npy")  # what a folder given as input is searched for
+RUN_WEIGHTS = ("best.safetensors", "last.safetensors")  # what `netspec export RUN` exports from
 
 
 @dataclass
@@ -49,6 +57,62 @@ class Failure:
 
     def format(self) -> str:
         return f"{printable(self.input)}: error: {printable(self.message)}"
+
+
+def model_file(path: Path) -> tuple[Path, list[str]]:
+    """The .onnx file to run: `path` itself, or the one exported into a run directory; notes."""
+    path = Path(path)
+    if not (path.is_dir() and (path / "config.json").is_file()):
+        return path, []  # a file, or not a run: read_model_file says what is wrong with it
+    shown, hint = printable(path), f"netspec export {printable(path)} --onnx"
+    exported = sorted(p for p in path.iterdir() if p.suffix == ".onnx" and p.is_file())
+    if not exported:
+        raise SpecError.at(None, "model", f"{shown} is a run directory with no exported model in it", hint)
+    if len(exported) > 1:
+        names = ", ".join(printable(p.name) for p in exported[:5]) + (", …" if len(exported) > 5 else "")
+        raise SpecError.at(None, "model", f"{shown} holds {len(exported)} .onnx files ({names})", "give the one to run")
+    notes = [f"model: {printable(exported[0])}"]
+    made = exported[0].stat().st_mtime_ns
+    newer = [name for name in RUN_WEIGHTS if (path / name).is_file() and (path / name).stat().st_mtime_ns > made]
+    if newer:
+        notes.append(f"{printable(exported[0].name)} was exported before the run's {' and '.join(newer)} "
+                     f"was last written: `{hint}` exports the current weights")
+    return exported[0], notes
+
+
+def expand_inputs(arguments: list) -> list:
+    """Each argument as the inputs it names, in order: a file as itself, a folder as the images
+    and .npy arrays under it (sorted), a glob pattern as its matches (sorted). A folder or pattern
+    that names nothing is a Failure of its own."""
+    items: list = []
+    for argument in map(str, arguments):
+        if os.path.isdir(argument):
+            items += _folder_inputs(argument)
+        elif not os.path.lexists(argument) and glob.has_magic(argument):
+            matches = sorted(glob.glob(argument, recursive=True))
+            if not matches:
+                items.append(Failure(argument, "no such file, and no file matches it as a pattern"))
+            for match in matches:
+                items += _folder_inputs(match) if os.path.isdir(match) else [Path(match)]
+        else:
+            items.append(Path(argument))
+    return items
+
+
+def _folder_inputs(folder: str) -> list:
+    """Images and .npy arrays under `folder`, by path; hidden entries skipped and links to folders
+    not followed (as in training's image folders), unreadable subfolders reported."""
+    found, failures = [], []
+
+    def unreadable(error: OSError) -> None:
+        failures.append(Failure(error.filename or folder, f"cannot read this folder ({error.strerror})"))
+
+    for top, dirs, files in os.walk(folder, onerror=unreadable):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(top, f) for f in files if not f.startswith(".") and Path(f).suffix.lower() in INPUT_SUFFIXES]
+    if not found and not failures:
+        failures.append(Failure(folder, f"a folder with no images or .npy arrays in it ({', '.join(INPUT_SUFFIXES)})"))
+    return sorted(found, key=lambda p: p.as_posix()) + failures
 
 
 def read_input(path: Path, channels: int, height: int, width: int) -> np.ndarray:
@@ -124,10 +188,11 @@ def _npy_header(file) -> tuple[np.dtype, tuple[int, ...], bool]:
     return dtype, shape, fortran
 
 
-def predict(model: OnnxModel, paths: list[Path], top_k: int = 5,
+def predict(model: OnnxModel, paths: list, top_k: int = 5,
             batch_size: int = 32) -> tuple[list[Prediction], list[Failure]]:
-    """Predictions for the inputs that could be read, and a Failure for each that could not,
-    in input order. Inputs are read one batch at a time, so memory does not grow with their number."""
+    """Predictions for the inputs that could be read, and a Failure for each that could not (or
+    that expand_inputs already failed), in input order. Inputs are read one batch at a time, so
+    memory does not grow with their number."""
     info = model.info
     if len(info.input_shape) != 3 or any(d is None for d in info.input_shape):
         raise SpecError.at(None, model.where, f"infer needs a fixed C×H×W input, the model takes "
@@ -140,6 +205,9 @@ def predict(model: OnnxModel, paths: list[Path], top_k: int = 5,
     for start in range(0, len(paths), batch_size):
         images, good = [], []
         for path in paths[start:start + batch_size]:
+            if isinstance(path, Failure):
+                failures.append(path)
+                continue
             try:
                 images.append(read_input(Path(path), channels, height, width))
                 good.append(path)

@@ -7,11 +7,25 @@ beside the target under the final names, then move both). The file is checked wi
 `onnx.checker.check_model(full_check=True)`, then onnxruntime's outputs are compared with
 PyTorch's on random inputs and, for a run, on real validation samples; if they disagree the file
 is not kept.
+
+Opsets: torch 2.14's exporter implements opset 18 (`torch.onnx._internal.exporter._constants.
+TORCHLIB_OPSET`) and writes 18–23 (`torch.onnx._constants.ONNX_MAX_OPSET`) itself. Asked for
+less, it exports 18 and tries a conversion that, when it fails, logs a traceback and keeps 18. So
+for 7–17 we export 18 and convert one opset at a time with onnx.version_converter: it stops at
+the first operator it has no adapter for (Relu 14 → 13 in every netspec CNN so far; Pad 18 → 17
+where a ceil_mode pool needs its overhang padded, below) and the user is told the lowest opset
+this model reaches. The opset printed is read back from the file.
+(The TorchScript exporter, `dynamo=False`, still writes 7–20 in torch 2.14 but is deprecated
+since 2.9; one exporter keeps one graph to verify.)
+
+ceil_mode pools are exported through `exporters.ceil_pool`, which gives PyTorch's output size on
+any runtime; see there.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -22,9 +36,14 @@ import numpy as np
 import torch
 
 import netspec
+from exporters.ceil_pool import lowered_ceil_pools
+from exporters.parity import Agreement, Measure
 from netspec.errors import RunStopped, SpecError
 
 DEFAULT_OPSET = 18
+EXPORTER_OPSET = 18  # what torch 2.14's exporter implements; lower opsets are converted from it
+MAX_OPSET = 23  # torch.onnx._constants.ONNX_MAX_OPSET in torch 2.14
+MIN_OPSET = 7  # the oldest opset onnxruntime guarantees to run
 PARITY_TOLERANCE = 1e-4
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GiB; leave room for the graph
 REAL_SAMPLES = 256
@@ -50,14 +69,27 @@ class Source:
 class ExportReport:
     path: Path
     bytes: int
-    opset: int
+    opset: int  # read back from the written file's opset_import
     batch: str
     max_abs_diff: float
-    top1_agreement: float
+    agreement: Agreement
     real_samples: int = 0
     real_max_abs_diff: float | None = None
-    real_top1_agreement: float | None = None
+    real_agreement: Agreement | None = None
     data_file: Path | None = None
+
+    @property
+    def top1_agreement(self) -> float | None:
+        """Top-1 agreement over the random samples; None when the output is not N×K class scores."""
+        return self.agreement.fraction if self.agreement.measure.kind == "top1" else None
+
+    @property
+    def real_top1_agreement(self) -> float | None:
+        real = self.real_agreement
+        return real.fraction if real is not None and real.measure.kind == "top1" else None
+
+    def parity_text(self) -> str:
+        return f"max |onnxruntime − torch| = {self.max_abs_diff:.2e}, {self.agreement.text()}"
 
     def lines(self) -> list[str]:
         from exporters.runtime import printable
@@ -65,11 +97,10 @@ class ExportReport:
         lines = [f"wrote {printable(self.path)} ({self.bytes / 2**20:.2f} MiB, opset {self.opset}, batch {self.batch})"
                  + (f" + {printable(self.data_file.name)}" if self.data_file else ""),
                  "onnx.checker (full_check): ok",
-                 f"parity, random inputs: max |onnxruntime − torch| = {self.max_abs_diff:.2e}, "
-                 f"top-1 agreement {self.top1_agreement * 100:.1f}%"]
+                 f"parity, random inputs: {self.parity_text()}"]
         if self.real_samples:
             lines.append(f"parity, {self.real_samples} validation samples: max |diff| = {self.real_max_abs_diff:.2e}, "
-                         f"top-1 agreement {self.real_top1_agreement * 100:.1f}%")
+                         f"{self.real_agreement.text()}")
         return lines
 
 
@@ -82,12 +113,17 @@ def load_source(path: Path, weights: str = "best", seed: int = 0, input: str | N
 
         run = load_run(path, weights)
         spec, meta = run.spec, run.meta
-        return Source(run.model, spec.name, spec.sha256, list(spec.input), _output_kind(spec), meta.get("labels"),
+        # labels: the classes training mapped the outputs to (saved with the weights), which
+        # training has checked against the spec's `labels:`
+        return Source(run.model, spec.name, spec.sha256, list(spec.input), _output_kind(spec), run.labels,
                       meta.get("mean"), meta.get("std"), bool(meta.get("normalize", True)), run)
     spec = netspec.load(path, input=input)
     torch.manual_seed(seed)
     model = netspec.build(spec).eval()
-    return Source(model, spec.name, spec.sha256, list(spec.input), _output_kind(spec), spec.labels)
+    from netspec.training_setup import check_spec_labels
+
+    labels = check_spec_labels(spec, tuple(model.netspec["output"]))
+    return Source(model, spec.name, spec.sha256, list(spec.input), _output_kind(spec), labels)
 
 
 def _output_kind(spec) -> str:
@@ -99,18 +135,26 @@ def _output_kind(spec) -> str:
 def export_onnx(source: Source, out: Path, opset: int = DEFAULT_OPSET, batch: str | int = "dynamic") -> ExportReport:
     """Export, check, verify against PyTorch; the file exists afterwards only if all passed."""
     out = Path(out)
-    _check_input(source, batch)
     model = source.model.eval()
-    example = torch.randn(2 if batch == "dynamic" else int(batch), *source.input_shape)
     large = sum(t.numel() * t.element_size() for t in model.state_dict().values()) > EXTERNAL_DATA_BYTES
+    check_opset(opset, large)
+    _check_input(source, batch)
+    example = torch.randn(2 if batch == "dynamic" else int(batch), *source.input_shape)
     scratch = _scratch_beside(out)
     try:
         staged = scratch / out.name
-        _torch_export(model, example, staged, opset, batch, large)
+        with lowered_ceil_pools(model):  # eager PyTorch keeps its own pools; parity compares against them
+            _torch_export(model, example, staged, max(opset, EXPORTER_OPSET), batch, large)
+        if opset < EXPORTER_OPSET:
+            _convert_down(staged, opset)
         _write_metadata(staged, source, large)
+        written = file_opset(staged)  # the file's own claim, what a runtime reads
+        if written != opset:  # torch's exporter keeps its own opset when its conversion fails
+            raise SpecError.at(None, "--opset", f"torch's exporter wrote opset {written}, not {opset}; "
+                               "the file was not kept", OPSET_HINT)
         _check(staged)
         report = verify(staged, source, batch)
-        report.opset = opset
+        report.opset = written
         _move_into_place(scratch, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -119,6 +163,56 @@ def export_onnx(source: Source, out: Path, opset: int = DEFAULT_OPSET, batch: st
     data = out.with_name(out.name + ".data")
     report.data_file = data if data.exists() else None
     return report
+
+
+OPSET_HINT = (f"torch's exporter writes opsets {EXPORTER_OPSET}–{MAX_OPSET}; {MIN_OPSET}–{EXPORTER_OPSET - 1} are "
+              f"converted from {EXPORTER_OPSET} by onnx's version converter, as far as it has adapters for "
+              "the model's operators")
+
+
+def check_opset(opset: int, large: bool = False) -> None:
+    """Refuse, before any work, an opset that no path here can write."""
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise SpecError.at(None, "--opset", f"opset {opset} is not supported: choose {MIN_OPSET} to {MAX_OPSET}",
+                           OPSET_HINT)
+    if large and opset < EXPORTER_OPSET:  # the converter serialises the whole model into one protobuf
+        raise SpecError.at(None, "--opset", f"opset {opset} needs a conversion from {EXPORTER_OPSET}, which "
+                           "onnx's version converter cannot do for a model over 2 GB",
+                           f"choose {EXPORTER_OPSET} to {MAX_OPSET}")
+
+
+def _convert_down(path: Path, opset: int) -> None:
+    """Opset 18 → `opset`, one opset at a time, so a failure names the lowest opset this model reaches."""
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(path))
+    reached = EXPORTER_OPSET
+    while reached > opset:
+        try:
+            model = version_converter.convert_version(model, reached - 1)
+        except Exception as e:  # the C++ converter fails an assertion (RuntimeError) naming the operator
+            raise SpecError.at(None, "--opset", f"this model cannot be written below opset {reached}: onnx's "
+                               f"version converter {_converter_reason(e, reached)}",
+                               f"choose {reached} to {MAX_OPSET}") from None
+        reached -= 1
+    onnx.save(model, str(path))
+
+
+def _converter_reason(error: Exception, reached: int) -> str:
+    found = re.search(r"No Adapter (?:From|To) Version \$?(\d+) for (\w+)", str(error))
+    if found:
+        return f"has no adapter for {found.group(2)} from opset {reached} to {reached - 1}"
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"failed at opset {reached} → {reached - 1} ({first[:200]})"
+
+
+def file_opset(path: Path) -> int | None:
+    """The default-domain opset the file declares (what a runtime will read)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def _check_input(source: Source, batch) -> None:
@@ -187,33 +281,49 @@ def verify(path: Path, source: Source, batch) -> ExportReport:
     from exporters.runtime import MAX_BATCH_BYTES, OnnxModel
 
     runtime = OnnxModel(path, provider="cpu", torch_in_process=True)
+    measure = _measure(source)
     generator = torch.Generator().manual_seed(0)
     sizes = (1, 3) if batch == "dynamic" else (int(batch),)
-    diffs, agree, total = [], 0, 0
+    diffs, agree = [], 0
     for size in sizes:
         x = torch.randn(size, *source.input_shape, generator=generator)
         d, a = _compare(runtime, source.model, x)
         diffs.append(d)
-        agree, total = agree + a, total + size
-    report = ExportReport(path, 0, 0, str(batch), max(diffs), agree / total)
+        agree += a
+    random = Agreement(measure, agree, sum(sizes) * measure.per_sample)
+    report = ExportReport(path, 0, 0, str(batch), max(diffs), random)
     fitting = max(1, MAX_BATCH_BYTES // (4 * int(np.prod(source.input_shape))))  # huge inputs: fewer samples
     real = _validation_samples(source, int(batch) if batch != "dynamic" else min(REAL_SAMPLES, fitting))
     if real is not None:
         report.real_max_abs_diff, real_agree = _compare(runtime, source.model, real)
         report.real_samples = len(real)
-        report.real_top1_agreement = real_agree / len(real)
-    if report.max_abs_diff > PARITY_TOLERANCE or (real is not None and report.real_top1_agreement < 1.0) \
+        report.real_agreement = Agreement(measure, real_agree, len(real) * measure.per_sample)
+    if report.max_abs_diff > PARITY_TOLERANCE or (real is not None and report.real_agreement.fraction < 1.0) \
             or (report.real_max_abs_diff or 0) > PARITY_TOLERANCE:
         raise RunStopped("error: onnxruntime disagrees with PyTorch: " + "; ".join(report.lines()[2:])
                          + " — the file was not kept")
     return report
 
 
+def _measure(source: Source) -> Measure:
+    """What agreement counts for this model's output shape (one sample through PyTorch)."""
+    with torch.no_grad():
+        shape = source.model(torch.zeros(1, *source.input_shape)).shape[1:]
+    return Measure.for_output(tuple(shape), PARITY_TOLERANCE)
+
+
 def _compare(runtime, model, x: torch.Tensor) -> tuple[float, int]:
+    """max |onnxruntime − torch| and how many of the output's units agree (see exporters.parity)."""
     with torch.no_grad():
         expected = model(x).numpy()
     actual = runtime.run(x.numpy())
-    return float(np.abs(actual - expected).max()), int((actual.argmax(1) == expected.argmax(1)).sum())
+    if actual.shape != expected.shape:  # a runtime that sizes a layer differently agrees on nothing
+        return float("inf"), 0
+    measure = Measure.for_output(expected.shape[1:], PARITY_TOLERANCE)
+    with np.errstate(invalid="ignore"):  # inf − inf: handled just below
+        same = (actual == expected) | (np.isnan(actual) & np.isnan(expected))  # −inf from both sides agrees
+        diff = np.where(same, 0.0, np.abs(actual - expected))  # NaN on one side only: NaN here, inf below
+    return float(np.nan_to_num(diff, nan=np.inf, posinf=np.inf).max()), measure.agreeing(actual, expected)
 
 
 def _validation_samples(source: Source, count: int) -> torch.Tensor | None:

@@ -1,4 +1,4 @@
-"""onnxruntime sessions for netspec models: the file checked, provider choice, threads, metadata, batched runs.
+"""onnxruntime sessions for netspec models: the file checked, threads, metadata, batched runs.
 
 A model file may come from anyone: before onnxruntime sees it, it must be a regular file within
 protobuf's 2 GiB with external data only inside its own folder, and netspec's metadata (JSON in
@@ -9,25 +9,23 @@ The full graph optimisation level is used (the NCHWc layout transform only runs 
 When PyTorch shares the process (export parity, bench), ORT's thread spinning is turned off
 so the two thread pools do not starve each other. On CUDA the cuDNN conv algorithm search is
 heuristic (exhaustive search would re-run for every new dynamic batch size) and inputs and
-outputs go through IO binding.
+outputs go through IO binding. Which provider runs, and why, is exporters/providers.py's part.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from exporters.providers import GPU_PROVIDERS, gpu_present, open_session  # noqa: F401 (gpu_present: for bench)
 from netspec.errors import SpecError, printable  # noqa: F401 (re-exported for infer, bench, cli)
+from netspec.progress import plural
 
-PREFERENCE = ("tensorrt", "cuda", "cpu")
-PROVIDER_NAMES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
-                  "cpu": "CPUExecutionProvider"}
 OUTPUT_KINDS = ("logits", "log_probs", "probs")
 
 MAX_MODEL_BYTES = 2**31 - 1  # protobuf cannot encode more; bigger weights live in external data
@@ -43,11 +41,6 @@ def json_text(value) -> str:
     (json.dumps escapes only C0 controls; C1 and bidi controls would pass raw)."""
     text = json.dumps(value, indent=2, ensure_ascii=False)
     return "".join(ch if ch.isprintable() or ch == "\n" else json.dumps(ch)[1:-1] for ch in text)
-
-
-def gpu_present() -> bool:
-    """An NVIDIA device node: without one, asking ORT for CUDA only produces loader noise."""
-    return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 @dataclass
@@ -197,7 +190,8 @@ def read_model_file(path: Path) -> tuple[object, bytes]:
     except OSError as e:
         raise SpecError.at(None, "model", f"{where}: cannot read it ({e.strerror})") from None
     if stat.S_ISDIR(info.st_mode):
-        raise SpecError.at(None, "model", f"{where} is a directory", "give the .onnx file written by `netspec export`")
+        raise SpecError.at(None, "model", f"{where} is a directory, not a run directory (no config.json)",
+                           "give the .onnx file written by `netspec export`, or the run directory it was exported into")
     if not stat.S_ISREG(info.st_mode):
         raise SpecError.at(None, "model", f"{where} is not a regular file")
     if info.st_size > MAX_MODEL_BYTES:
@@ -289,25 +283,25 @@ class OnnxModel:
             options.inter_op_num_threads = 1
         if torch_in_process:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        wanted, self.notes = choose_providers(provider)
-        try:  # the bytes just checked, unless external data must be found beside the file
-            self.session = ort.InferenceSession(str(path) if external else data, options, providers=wanted)
+        model = str(path) if external else data  # the bytes just checked, unless external data lies beside the file
+        try:
+            self.session, self.notes = open_session(
+                provider, lambda providers, **kw: ort.InferenceSession(model, options, providers=providers, **kw))
+        except SpecError:
+            raise
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/… types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise SpecError.at(None, "model", f"{self.where} is not a loadable ONNX model ({printable(first)[:200]})") from None
-        del data
+        del data, model
         self.provider = self.session.get_providers()[0]
-        first = wanted[0] if isinstance(wanted[0], str) else wanted[0][0]  # (name, options) for GPUs
-        if self.provider != first:
-            self.notes.append(f"{first} is not usable here: running on {self.provider}")
         self._read_signature(proto)
 
     def _read_signature(self, proto) -> None:
         """The one float input N×C×H×W (or N×F), the first output, and the validated metadata."""
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or not outputs:
-            raise SpecError.at(None, self.where, f"the model takes {len(inputs)} inputs and gives {len(outputs)} "
-                               "outputs; a netspec model takes one and gives one")
+            raise SpecError.at(None, self.where, f"the model takes {plural(len(inputs), 'input')} and gives "
+                               f"{plural(len(outputs), 'output')}; a netspec model takes one and gives one")
         shape = inputs[0].shape if isinstance(inputs[0].shape, list) else []
         if inputs[0].type != "tensor(float)" or len(shape) not in (2, 4):
             raise SpecError.at(None, self.where, f"the model's input is {printable(inputs[0].type)} of rank "
@@ -328,7 +322,7 @@ class OnnxModel:
 
     @property
     def on_gpu(self) -> bool:
-        return self.provider in (PROVIDER_NAMES["cuda"], PROVIDER_NAMES["tensorrt"])
+        return self.provider in GPU_PROVIDERS
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Outputs for float32 N×C×H×W; a fixed-batch model is fed chunks of its batch size,
@@ -359,38 +353,6 @@ class OnnxModel:
                 raise
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise SpecError.at(None, self.where, f"onnxruntime cannot run the model ({printable(first)[:200]})") from None
-
-
-def choose_providers(choice: str) -> tuple[list, list[str]]:
-    """Providers to ask onnxruntime for, best first, and notes on anything unavailable."""
-    import onnxruntime as ort
-
-    if choice not in ("auto", *PREFERENCE):
-        raise SpecError.at(None, "--provider", f"unknown provider `{printable(choice[:40])}`",
-                           "one of auto, tensorrt, cuda, cpu")
-    available = set(ort.get_available_providers())
-    gpu = gpu_present()
-    order = PREFERENCE if choice == "auto" else tuple(dict.fromkeys((choice, "cpu")))
-    notes, wanted = [], []
-    for name in order:
-        full = PROVIDER_NAMES[name]
-        if name != "cpu" and (full not in available or not gpu):
-            if choice == name:
-                notes.append(f"{name} requested but no {'GPU' if not gpu else full} here: falling back to CPU")
-            continue
-        wanted.append(_with_options(name, full))
-    if choice == "auto" and len(wanted) == 1 and not gpu:
-        notes.append("no GPU found: running on CPU")
-    return wanted, notes
-
-
-def _with_options(name: str, full: str):
-    if name == "cuda":
-        return (full, {"cudnn_conv_algo_search": "HEURISTIC"})
-    if name == "tensorrt":
-        cache = os.path.expanduser("~/.cache/netspec/tensorrt")
-        return (full, {"trt_engine_cache_enable": "True", "trt_engine_cache_path": cache})
-    return full
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -277,6 +277,13 @@ def check_counters(counters: Any, path: Path) -> dict[str, Any]:
     checked["totals"] = _check_fields(counters.get("totals"), TOTALS_FIELDS, path, "counters' totals")
     if checked["epoch"] < 1 or checked["steps_per_epoch"] < 1 or not -1 <= checked["best_val_acc"] <= 1:
         raise damaged(path, "its counters are out of range (epoch and steps_per_epoch ≥ 1, best_val_acc ≤ 1)")
+    # Whether the epoch's end (validation, metrics, best) is done: a Ctrl-C on an epoch's last
+    # step saves all its steps but not its end. States written before this flag existed saved
+    # the last step only at the epoch's end.
+    ended = counters.get("epoch_ended", checked["step"] >= checked["steps_per_epoch"])
+    if not isinstance(ended, bool) or (ended and checked["step"] != checked["steps_per_epoch"]):
+        raise damaged(path, "its counters `epoch_ended` is not true or false, or true in the middle of an epoch")
+    checked["epoch_ended"] = ended
     return checked
 
 

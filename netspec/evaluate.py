@@ -15,7 +15,7 @@ from netspec.errors import Diagnostic, SpecError
 from netspec.metrics import accuracy, confusion_text, per_class_accuracy, per_class_table, plot_confusion, validate
 from netspec.rundir import load_run_spec, read_config
 from netspec.spec import Spec
-from netspec.training_setup import check_outputs
+from netspec.training_setup import check_run_outputs
 from netspec.weights import SpecMismatch, is_intact, read_checked
 
 WEIGHTS = ("best", "last")  # the weights files a run holds: <name>.safetensors
@@ -39,6 +39,15 @@ class Run:
         data = load_data(data_name or train["data"], self.spec.input, Path(root) if root else None, val_only=True)
         data.mean, data.std = tuple(self.meta["mean"]), tuple(self.meta["std"])
         return data
+
+    @property
+    def labels(self) -> list[str] | None:
+        """The class of each output, as training mapped them (saved with the weights)."""
+        return self.meta.get("labels")
+
+    @property
+    def trained_on(self) -> str:
+        return str(self.config["train"].get("data"))
 
 
 def load_run(run_dir: Path, weights: str = "best") -> Run:
@@ -70,6 +79,11 @@ def load_run(run_dir: Path, weights: str = "best") -> Run:
             raise SpecError([Diagnostic(d.mark, d.where, d.message, f"{other}.safetensors is intact: "
                                         f"use --weights {other}")]) from None
         raise
+    labels, scores = meta.get("labels"), model.netspec["output"]
+    if labels is not None and [len(labels)] != list(scores):
+        from netspec.checkpoint import damaged
+
+        raise damaged(path, f"its metadata names {len(labels)} classes for {'×'.join(map(str, scores))} outputs")
     return Run(run_dir, model.eval(), spec, config, meta)
 
 
@@ -77,7 +91,7 @@ def evaluate_run(run_dir: Path, data_name: str | None = None, data_root: str | N
                  weights: str = "best", batch_size: int = 256) -> dict:
     run = load_run(run_dir, weights)
     data = run.validation_data(data_name, data_root)
-    check_outputs(tuple(run.model.netspec["output"]), data, run.spec)
+    check_run_outputs(tuple(run.model.netspec["output"]), data, run.directory, run.labels, run.trained_on)
     batches = Batches(data, "val", batch_size, torch.device("cpu"), normalize=run.meta.get("normalize", True))
     _, confusion = validate(run.model, batches, len(data.classes))
     correct, total = int(confusion.diag().sum()), int(confusion.sum())

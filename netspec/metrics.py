@@ -73,10 +73,24 @@ def _pyplot():
     return plt
 
 
-def plot_curves(records: list[dict], path: Path) -> None:
+def plot_curves(records: list[dict], path: Path, run_name: str | None = None) -> None:
+    """curves.png: loss and accuracy per epoch, titled with the run's name (default: the folder
+    `path` is in, i.e. the run directory), so that two such files side by side can be told apart."""
+    plt = _pyplot()
+    figure = curves_figure(records, run_name if run_name is not None else path.parent.name)
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+    plt.close(figure)
+
+
+def curves_figure(records: list[dict], run_name: str):
+    """The matplotlib figure of plot_curves (the caller closes it)."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     epochs = [r["epoch"] for r in records]
     figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    # a run name is a file name: `$` in it must not switch matplotlib to mathtext
+    figure.suptitle(run_name, parse_math=False)
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         loss_axes.plot(epochs, [r[key] for r in records], marker="o", label=label)
     for key, label in (("train_acc", "train"), ("val_acc", "validation")):
@@ -84,11 +98,15 @@ def plot_curves(records: list[dict], path: Path) -> None:
     loss_axes.set(xlabel="epoch", ylabel="loss", title="loss")
     acc_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for axes in (loss_axes, acc_axes):
+        # epochs are whole numbers: integer ticks only, even for a one-epoch run (min_n_ticks=1,
+        # and half an epoch of margin so that the range holds an integer)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        if epochs:
+            axes.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
         axes.grid(alpha=0.3)
         axes.legend()
     figure.tight_layout()
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
-    plt.close(figure)
+    return figure
 
 
 def plot_confusion(names: list[str], confusion: torch.Tensor, path: Path) -> None:
@@ -113,7 +131,8 @@ def validate(model: torch.nn.Module, batches, classes: int, amp_dtype=None) -> t
     """(cross-entropy summed over the samples, confusion matrix) of `model` on `batches`.
 
     A model with more outputs than the data has classes is scored on the first `classes`
-    outputs only (an extra output must never count as "the last class")."""
+    outputs only (an extra output must never count as "the last class"). Training and eval
+    never get here with one: training_setup.check_outputs / check_run_outputs refuse it."""
     model.eval()
     loss_sum, confusion = 0.0, torch.zeros(classes, classes, dtype=torch.int64)
     for x, y in batches.epoch(0, 0):

@@ -5,6 +5,17 @@ from __future__ import annotations
 import sys
 import time
 
+# nouns whose plural is not noun + "s"
+IRREGULAR_PLURALS = {"class": "classes", "process": "processes", "entry": "entries", "axis": "axes"}
+
+
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """`1 epoch`, `15 epochs`, `1,437 images`: every count netspec prints goes through here, so
+    that a count of one never reads "1 epochs"."""
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count:,} {plural_form or IRREGULAR_PLURALS.get(noun, noun + 's')}"
+
 
 class Progress:
     def __init__(self, enabled: bool = True, stream=None):

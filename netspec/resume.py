@@ -6,19 +6,30 @@ there — it is when the best epoch was also the newest checkpoint (older states
 Otherwise resuming is impossible: the error names the damaged file and says which intact
 weights remain for `eval` and `export`. Every file is checked before anything is loaded into
 the model or optimizer; names read from metadata never leave the run directory.
+
+Settings on resume: a resumed run is the same training, continued or extended. What it trains
+on, the model and how it learns stay as config.json records them — a flag that would change
+them is refused (exit 2, a different training is a new run: `--init-from RUN`); flags that only
+change how long and where it runs are applied, printed, written into config.json and kept in
+`resumes.jsonl`. Learning-rate schedules are functions of the step and the run's length, so a
+new `--epochs` re-plans the schedule; the trainer states the jump this makes, if any.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from netspec import checkpoint as ckpt
+from netspec.config import TrainConfig
 from netspec.errors import Diagnostic, SpecError
+from netspec.progress import plural
+from netspec.schedule import learning_rate
 from netspec.weights import SpecMismatch, is_intact, read_checked
 
 # Exactly the names the trainer writes (`state-<global step>.safetensors`): nothing with a
@@ -155,3 +166,119 @@ def _unresumable(problem: SpecError, run_dir: Path, fallback_problem: SpecError 
                  "from those weights")
     d = problem.diagnostics[0]
     return SpecError([Diagnostic(d.mark, d.where, d.message, hint)])
+
+
+# -- settings on resume ------------------------------------------------------------------------------
+# May change: how long the run trains, and where and how fast it runs (not what it computes,
+# though another device or precision is then not bit-for-bit the uninterrupted run).
+CHANGEABLE = ("epochs", "device", "amp", "channels_last", "compile", "workers", "checkpoint_every", "data_root")
+# Fixed, with what changing them would change (any other setting: "the training").
+_DATA = "the data each step trains on"
+FIXED_BECAUSE = {
+    "data": _DATA, "augment": _DATA, "batch_size": "the batches and the steps per epoch",
+    "seed": "the data order and the augmentation",
+    **{key: "how the weights are trained (config.json could no longer describe the run)"
+       for key in ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "step_size", "gamma",
+                   "warmup_epochs", "label_smoothing")},
+}
+
+
+@dataclass
+class Resumed:
+    """The run's config.json as it was, and the settings this resume changes: {key: (old, new)}."""
+
+    record: dict
+    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def saved_config(self) -> TrainConfig:
+        return TrainConfig.model_validate(self.record["train"])
+
+
+def settings_on_resume(run_dir: Path, record: dict, flags: dict, set_vars: list[str]) -> Resumed:
+    """The changes `flags` make to the run's recorded settings; a SpecError listing every flag
+    that would change the data, the model or the training itself."""
+    saved = record["train"]
+    refused = []
+    trained_vars = record.get("overrides", [])
+    if set_vars and _vars(set_vars) != _vars(trained_vars):
+        shown = " ".join(f"--set {v}" for v in trained_vars) or "no --set"
+        refused.append(_refusal(run_dir, "--set", f"was trained with {shown}; it would change the model"))
+    changes = {}
+    for key, given in flags.items():
+        if _same_setting(given, saved.get(key)):
+            continue
+        if key in CHANGEABLE:
+            changes[key] = (saved.get(key), given)
+        else:
+            flag = "--" + (next(iter(given)) if key == "augment" and isinstance(given, dict) else key).replace("_", "-")
+            refused.append(_refusal(run_dir, flag, f"was trained with {key} {_shown(saved.get(key))}; "
+                                    f"{_shown(given)} would change {FIXED_BECAUSE.get(key, 'the training')}"))
+    if refused:
+        last = refused[-1]  # one hint, after the last refusal
+        refused[-1] = Diagnostic(last.mark, last.where, last.message,
+                                 f"--resume continues the same training (it may change only {', '.join(CHANGEABLE)}); "
+                                 f"to train these weights another way, start a new run with --init-from {run_dir}")
+        raise SpecError(refused)
+    return Resumed(record, changes)
+
+
+def _refusal(run_dir: Path, flag: str, problem: str) -> Diagnostic:
+    return Diagnostic(None, flag, f"{run_dir} {problem}")
+
+
+def _vars(assignments: list[str]) -> dict[str, str]:
+    return dict(a.split("=", 1) if "=" in a else (a, "") for a in assignments)
+
+
+def _same_setting(given, saved) -> bool:
+    """A flag equals the saved setting (for `augment`, every sub-key given)."""
+    if isinstance(given, dict) and isinstance(saved, dict):
+        return all(saved.get(k) == v for k, v in given.items())
+    return given == saved
+
+
+def _shown(value) -> str:
+    return "(unset)" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def change_lines(resumed: Resumed) -> list[str]:
+    """`epochs 40 → 60`, one per changed setting."""
+    return [f"{key} {_shown(old)} → {_shown(new)}" for key, (old, new) in resumed.changes.items()]
+
+
+def check_epochs(run_dir: Path, epochs: int, epoch: int, step: int) -> None:
+    """`--epochs` on resume may lengthen or shorten the plan, but not end it before the run's
+    position (epoch `epoch`, `step` steps into it)."""
+    needed = epoch if step else epoch - 1
+    if epochs < needed:
+        part = f" and {plural(step, 'step')} of epoch {epoch}" if step else ""
+        raise SpecError.at(None, "--epochs", f"{run_dir} has trained {plural(epoch - 1, 'epoch')}{part}; "
+                           f"--epochs {epochs} would end it before that", f"give --epochs {needed} or more")
+
+
+def lr_jump(saved: TrainConfig, config: TrainConfig, global_step: int, steps_per_epoch: int):
+    """(old, new) learning rate of the next step when a new length re-plans the schedule and
+    moves it; None if it does not (`none`, `step`, `warmup` do not depend on the length). The old
+    plan's rate past its end is its last one."""
+    if global_step >= config.epochs * steps_per_epoch:
+        return None  # no step left to take
+    before = learning_rate(saved, min(global_step, saved.epochs * steps_per_epoch - 1), steps_per_epoch)
+    after = learning_rate(config, global_step, steps_per_epoch)
+    return None if before == after else (before, after)
+
+
+def record_resume(run_dir: Path, resumed: Resumed, config: TrainConfig, at: dict[str, int],
+                  lr: tuple[float, float] | None) -> None:
+    """config.json with the settings resumed with; one line of resumes.jsonl: when, from where,
+    what changed (and the learning-rate jump that made)."""
+    from netspec.metrics import append_jsonl
+    from netspec.rundir import write_config
+
+    if resumed.changes:
+        write_config(run_dir, {**resumed.record, "train": config.model_dump()})
+    entry = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **at,
+             "changes": {key: {"from": old, "to": new} for key, (old, new) in resumed.changes.items()}}
+    if lr is not None:
+        entry["lr"] = {"from": lr[0], "to": lr[1]}
+    append_jsonl(run_dir / "resumes.jsonl", entry)

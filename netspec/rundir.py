@@ -8,7 +8,8 @@
     best.safetensors     the weights with the best validation accuracy
     state-*.safetensors  optimizer, RNG states and counters for --resume
     .lock                held (flock) by the one process training the run; names it
-    per_class.json       per-class validation accuracy at the end
+    per_class.json       per-class validation accuracy at the end (of the best weights)
+    resumes.jsonl        one JSON object per `--resume`: when, from where, the settings it changed
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from netspec.checkpoint import atomic_write_text, damaged, open_regular, remove_stale_temporaries
+from netspec.checkpoint import atomic_write_text, damaged, open_regular, read_metadata, remove_stale_temporaries
 from netspec.config import TrainConfig
 from netspec.errors import SpecError
 from netspec.runlock import RunLock
@@ -63,7 +64,8 @@ def new_run_dir(name: str, out: Path | None) -> tuple[Path, RunLock]:
 
 
 def run_to_resume(name: str, out: Path | None) -> tuple[Path, RunLock]:
-    """The run `--resume` continues (`out`, or the newest runs/<name>-<n>), locked for training."""
+    """The run `--resume` continues (`out`, or the most recent unfinished runs/<name>-<n>),
+    locked for training."""
     run_dir = latest_run_dir(name, out)
     return run_dir, claim(run_dir, "--resume")
 
@@ -76,6 +78,8 @@ def claim(run_dir: Path, option: str) -> RunLock:
 
 
 def latest_run_dir(name: str, out: Path | None) -> Path:
+    """`out`, or the unfinished run of `name` whose checkpoint was written last: the one an
+    interrupt left, not the highest-numbered (that may be finished, or older)."""
     if out is not None:
         if not Path(out).is_dir() or not (Path(out) / "config.json").exists():
             raise SpecError.at(None, "--resume", f"{out} is not a netspec run directory (no config.json)")
@@ -85,7 +89,33 @@ def latest_run_dir(name: str, out: Path | None) -> Path:
     if not runs:
         raise SpecError.at(None, "--resume", f"no run of `{name}` under {RUNS}/ to resume",
                            "start one without --resume, or give --out RUN_DIR")
-    return max(runs, key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    unfinished = [(written, p) for p in runs if (written := unfinished_since(p)) is not None]
+    if not unfinished:
+        newest = max(runs, key=lambda p: int(p.name.rsplit("-", 1)[1]))
+        raise SpecError.at(None, "--resume", f"no unfinished run of `{name}` under {RUNS}/: all {len(runs)} "
+                           "finished", f"train one further with --resume --out {newest} --epochs N, or start a "
+                           "new run without --resume")
+    return max(unfinished)[1]
+
+
+def unfinished_since(run_dir: Path) -> int | None:
+    """When the run's newest checkpoint was written (ns), if the run is unfinished: its last
+    epoch's end not yet done, or its end-of-run outputs missing. None for a finished run, and for
+    one without a checkpoint (nothing to resume). A run whose files cannot be read counts as
+    unfinished: resuming it names the damage."""
+    for name in ("last.safetensors", "best.safetensors"):
+        try:
+            written = (run_dir / name).stat(follow_symlinks=False).st_mtime_ns
+        except OSError:
+            continue
+        try:
+            meta = read_metadata(run_dir / name)
+            epochs = read_config(run_dir)["train"]["epochs"]
+        except SpecError:
+            return written
+        ended = meta.get("complete") is True and isinstance(meta.get("epoch"), int) and meta["epoch"] >= epochs
+        return None if ended and (run_dir / "per_class.json").exists() else written
+    return None
 
 
 def write_spec_copy(run_dir: Path, spec: Spec) -> None:
@@ -95,7 +125,27 @@ def write_spec_copy(run_dir: Path, spec: Spec) -> None:
         root = load_yaml_file(spec.path)
         if isinstance(root, YMap) and root.get("include"):
             text = _inline_includes(root, spec.path)
-    atomic_write_text(run_dir / "spec.yaml", text)
+    atomic_write_text(run_dir / "spec.yaml", without_editor_schema(text))
+
+
+# `# yaml-language-server: $schema=../docs/spec.schema.json` tells an editor where the schema is,
+# relative to the spec's own folder; from inside a run directory (which may be moved or shared)
+# that path points nowhere, so the copy drops the comment.
+_EDITOR_SCHEMA_LINE = re.compile(r"^[ \t]*#[ \t]*yaml-language-server[ \t]*:.*$", re.MULTILINE)
+
+
+def without_editor_schema(text: str) -> str:
+    """`text` with its yaml-language-server comments blanked (blank lines, so that every line
+    number in the copy is the line number in the original spec). A matching line that is not a
+    comment (inside a block scalar) is part of the spec's data and is kept."""
+    from netspec.source import parse_yaml
+
+    data = _plain(parse_yaml(text))
+    for match in reversed(list(_EDITOR_SCHEMA_LINE.finditer(text))):
+        candidate = text[:match.start()] + text[match.end():]
+        if _plain(parse_yaml(candidate)) == data:
+            text = candidate
+    return text
 
 
 def _inline_includes(root: YMap, path: Path) -> str:

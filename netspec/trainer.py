@@ -2,7 +2,9 @@
 
 Data lives on the training device and is augmented per batch there; progress shows while it
 runs; every epoch writes metrics, curves and an atomic checkpoint; `--resume` continues
-bit-for-bit (on CPU, same seed) from the last checkpoint, also mid-epoch after Ctrl-C.
+bit-for-bit (on CPU, same seed) from the last checkpoint, also mid-epoch after Ctrl-C, and
+finishes what an interrupt left undone (an epoch's validation, the end-of-run outputs). What a
+resume may change, and how a new length re-plans the schedule: netspec/resume.py.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from netspec import checkpoint as ckpt
-from netspec.config import TrainConfig
+from netspec.config import TrainConfig, check_processes
 from netspec.data.batches import Batches
 from netspec.errors import RunStopped, SpecError
 from netspec.metrics import (accuracy, append_jsonl, per_class_accuracy, per_class_table, plot_curves, read_jsonl,
                              rewrite_jsonl, validate)
-from netspec.progress import Progress
+from netspec.progress import Progress, plural
 from netspec.schedule import learning_rate
 from netspec.training_setup import Setup, prepare
 
@@ -44,13 +46,15 @@ class EpochTotals:
 
 @dataclass
 class Position:
-    """Where the run is: `step` steps of `epoch` done (step == steps per epoch: epoch complete)."""
+    """Where the run is: `step` steps of `epoch` done; `ended`: its end (validation, metrics,
+    best) too. All steps done but not the end: a Ctrl-C on the epoch's last step."""
 
     epoch: int = 1
     step: int = 0
     global_step: int = 0
     best_val_acc: float = -1.0
     totals: EpochTotals = field(default_factory=EpochTotals)
+    ended: bool = False
 
 
 def train(spec_path: Path, overrides: dict, set_vars: list[str] | None = None, out: Path | None = None,
@@ -94,6 +98,7 @@ class Trainer:
         if len(self.train_batches) == 0:
             raise SpecError.at(None, "--batch-size", f"batch size {self.config.batch_size} is larger than the "
                                f"{len(data.train)} training samples", "lower --batch-size")
+        check_processes(self.config.batch_size, setup.world)
         self.steps = len(self.train_batches)
         self.optimizer = setup.optimizer
         self.scaler = torch.amp.GradScaler("cuda") if self.config.amp == "fp16" else None
@@ -101,14 +106,14 @@ class Trainer:
         self.position = Position()
         self.stop_requested = None
         self.plotted_at = float("-inf")
+        self.last_validation: tuple[int, float, torch.Tensor] | None = None  # epoch, accuracy, confusion
 
     # -- the run ------------------------------------------------------------------------------
     def run(self) -> None:
         if self.s.resume_from is not None:
             self.restore(self.s.resume_from)
             if self.position.epoch > self.config.epochs:
-                self.say(f"{self.s.run_dir} already finished its {self.config.epochs} epochs; "
-                         "give --epochs N to train it further")
+                self.complete_finished_run()
                 return
         previous = self._install_signal_handlers()  # before the banner: a Ctrl-C right after it saves the run
         self.say(self.s.banner(self.steps))
@@ -122,9 +127,16 @@ class Trainer:
         self.finish()
 
     def run_epoch(self) -> None:
+        self.s.progress.start_epoch(self.position.epoch, self.config.epochs, self.steps, self.position.step)
+        # The epoch's record shows the rate of its last step: the one in the optimizer, which a
+        # resume restored, when no step is left (a resume after a Ctrl-C on the last step).
+        lr = self.train_steps() if self.position.step < self.steps else self.optimizer.param_groups[0]["lr"]
+        self.end_epoch(lr)
+
+    def train_steps(self) -> float:
+        """The rest of the epoch's steps; returns the learning rate of the last one."""
         epoch, config, totals = self.position.epoch, self.config, self.position.totals
         model = self.s.model.train()
-        self.s.progress.start_epoch(epoch, config.epochs, self.steps, self.position.step)
         started = time.monotonic()
         loss_sum = torch.zeros((), device=self.s.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.s.device, dtype=torch.int64)
@@ -155,21 +167,33 @@ class Trainer:
                 if self.stop_requested:
                     self.interrupted()
         self._fold(totals, loss_sum, correct, started)
-        self.end_epoch(lr)
+        return lr
 
     def train_step(self, model, x, y):
         with torch.autocast(self.s.device.type, dtype=self.s.amp_dtype, enabled=self.s.amp_dtype is not None):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
+        # DDP averages the processes' gradients; their shares of the global batch may differ by
+        # one sample, so each process's mean is weighted by its share: the step is then the
+        # gradient of the mean over the whole global batch, as in one process.
+        objective = loss * (len(y) * self.s.world / self.config.batch_size) if self.s.world > 1 else loss
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(objective).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            loss.backward()
+            objective.backward()
             self.optimizer.step()
-        return loss, logits
+        return self._logged_loss(loss, logits, y), logits
+
+    def _logged_loss(self, loss, logits, y):
+        """The train loss logged: plain cross-entropy, like the validation loss, so the two columns
+        compare; with label smoothing the optimiser minimises the smoothed loss, which is not logged."""
+        if not self.config.label_smoothing:
+            return loss
+        with torch.no_grad():
+            return F.cross_entropy(logits.detach().float(), y)
 
     def _fold(self, totals: EpochTotals, loss_sum, correct, started: float) -> None:
         totals.loss += loss_sum.item()
@@ -180,7 +204,7 @@ class Trainer:
     def end_epoch(self, lr: float) -> None:
         totals = self.s.reduce_totals(self.position.totals)
         val_loss, val_acc, confusion = self.evaluate()
-        self.last_validation = (val_acc, confusion)
+        self.last_validation = (self.position.epoch, val_acc, confusion)
         record = {
             "epoch": self.position.epoch, "train_loss": totals.loss / max(totals.seen, 1),
             "train_acc": totals.correct / max(totals.seen, 1), "val_loss": val_loss, "val_acc": val_acc,
@@ -192,6 +216,7 @@ class Trainer:
         if self.s.is_main:
             append_jsonl(self.s.run_dir / "metrics.jsonl", record)
             self.plot(final=self.position.epoch == self.config.epochs)
+        self.position.ended = True
         self.save_checkpoint(best=improved)
         self.s.progress.end_epoch(
             f"epoch {record['epoch']:>3}/{self.config.epochs}  train loss {record['train_loss']:.4f} "
@@ -205,22 +230,55 @@ class Trainer:
             plot_curves(read_jsonl(self.s.run_dir / "metrics.jsonl"), self.s.run_dir / "curves.png")
             self.plotted_at = time.monotonic()
 
-    def evaluate(self) -> tuple[float, float, torch.Tensor]:
+    def evaluate(self, model: torch.nn.Module | None = None) -> tuple[float, float, torch.Tensor]:
         """Validation loss, accuracy and the confusion matrix (every process sees all of it)."""
-        loss_sum, confusion = validate(self.s.model, self.val_batches, len(self.s.data.classes), self.s.amp_dtype)
+        model = self.s.model if model is None else model  # (a Sequential with no layers is falsy)
+        loss_sum, confusion = validate(model, self.val_batches, len(self.s.data.classes), self.s.amp_dtype)
         return loss_sum / max(int(confusion.sum()), 1), accuracy(confusion), confusion
 
+    # -- run end --------------------------------------------------------------------------------
     def finish(self) -> None:
+        """per_class.json and the per-class table, of the best weights: those `netspec eval` and
+        `export` use unless told otherwise, so the three agree."""
         if not self.s.is_main:
             return
-        val_acc, confusion = self.last_validation
+        weights, epoch, val_acc, confusion = self.final_validation()
         names = self.s.data.classes
         per_class = dict(zip(names, per_class_accuracy(confusion)))
-        record = {"val_acc": val_acc, "per_class": per_class, "confusion": confusion.tolist(), "classes": names}
+        record = {"weights": weights, "epoch": epoch, "val_acc": val_acc, "per_class": per_class,
+                  "confusion": confusion.tolist(), "classes": names}
         ckpt.atomic_write_text(self.s.run_dir / "per_class.json", json.dumps(record, indent=2) + "\n")
-        self.say("per-class validation accuracy (last weights):\n" + per_class_table(names, confusion))
+        self.say(f"per-class validation accuracy ({weights} weights, epoch {epoch}; eval and export use the "
+                 f"best by default):\n" + per_class_table(names, confusion))
         self.say(f"done: {self.s.run_dir}  (best val acc {self.position.best_val_acc * 100:.2f}%, "
                  f"weights in last.safetensors / best.safetensors)")
+
+    def final_validation(self) -> tuple[str, int, float, torch.Tensor]:
+        """(which weights, their epoch, accuracy, confusion) for the end of the run: the best
+        weights, validated again unless they are the last epoch's (whose validation is at hand)."""
+        best = self.s.run_dir / "best.safetensors"
+        if not best.exists():  # only if it was deleted: say what the numbers are of
+            epoch = self.last_validation[0] if self.last_validation else self.position.epoch - 1
+            return ("last", epoch, *self.evaluate(self.s.bare_model)[1:])
+        epoch = ckpt.read_metadata(best).get("epoch")
+        if self.last_validation is not None and self.last_validation[0] == epoch:
+            return ("best", *self.last_validation)
+        self.s.bare_model.load_state_dict(ckpt.load_weights(best))  # every checkpoint is written: free to replace
+        return ("best", epoch, *self.evaluate(self.s.bare_model)[1:])
+
+    def complete_finished_run(self) -> None:
+        """A resumed run with no epoch left: write what its end did not (a Ctrl-C after the last
+        epoch's checkpoint), or say how to train it further."""
+        missing = [name for name in ("per_class.json", "curves.png") if not (self.s.run_dir / name).exists()]
+        done = f"{self.s.run_dir} already finished its {plural(self.config.epochs, 'epoch')}"
+        if not missing:
+            self.say(f"{done}; give --epochs N to train it further")
+            return
+        self.say(f"{done}; writing what its end left out: {', '.join(missing)}")
+        if self.s.is_main and "curves.png" in missing:
+            self.plot(final=True)
+        if "per_class.json" in missing:
+            self.finish()
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(self, best: bool) -> None:
@@ -228,11 +286,11 @@ class Trainer:
             return
         p = self.position
         counters = {"epoch": p.epoch, "step": p.step, "global_step": p.global_step, "best_val_acc": p.best_val_acc,
-                    "totals": vars(p.totals), "steps_per_epoch": self.steps}
+                    "totals": vars(p.totals), "steps_per_epoch": self.steps, "epoch_ended": p.ended}
         state_name = f"state-{p.global_step:09d}.safetensors"
         ckpt.save_state(self.s.run_dir / state_name, self.optimizer, self._rng_states(), counters)
         meta = {**self.s.weights_metadata(), "epoch": p.epoch, "step": p.step, "state": state_name,
-                "complete": p.step == self.steps}
+                "complete": p.ended}
         tensors = ckpt.weight_tensors(self.s.bare_model)
         ckpt.save_weights(self.s.run_dir / "last.safetensors", tensors, meta)
         ckpt.prune_states(self.s.run_dir, keep=state_name)
@@ -246,28 +304,52 @@ class Trainer:
         return states
 
     def restore(self, run_dir: Path) -> None:
-        from netspec.resume import find_resumable
+        from netspec.resume import check_epochs, find_resumable
 
         found = find_resumable(run_dir, self.s.bare_model, self.optimizer, self.augment_rng, self.s.spec.input[0])
         counters = found.counters
-        mid_epoch = counters["step"] < counters["steps_per_epoch"]
-        if mid_epoch and counters["steps_per_epoch"] != self.steps:  # the batches would not line up
+        if not counters["epoch_ended"] and counters["steps_per_epoch"] != self.steps:  # batches would not line up
             raise SpecError.at(None, "--resume", f"{found.path} stopped at step {counters['step']} of "
                                f"{counters['steps_per_epoch']}, but an epoch now has {self.steps} steps",
                                "the training data changed since; start a new run (--init-from RUN_DIR)")
+        p = Position(counters["epoch"], counters["step"], counters["global_step"], counters["best_val_acc"],
+                     EpochTotals(**counters["totals"]))
+        if counters["epoch_ended"]:
+            p = Position(p.epoch + 1, 0, p.global_step, p.best_val_acc)
+        check_epochs(run_dir, self.config.epochs, p.epoch, p.step)  # before anything is loaded or written
         if found.note:
             self.say(found.note)
         found.apply(self.s.bare_model, self.optimizer, self.augment_rng)
-        p = Position(counters["epoch"], counters["step"], counters["global_step"], counters["best_val_acc"],
-                     EpochTotals(**counters["totals"]))
-        if p.step >= counters["steps_per_epoch"]:  # that epoch was complete
-            p = Position(p.epoch + 1, 0, p.global_step, p.best_val_acc)
         self.position = p
         if self.s.is_main:
             rewrite_jsonl(run_dir / "metrics.jsonl", _metrics_before(run_dir / "metrics.jsonl", p.epoch))
         if p.epoch <= self.config.epochs:
             where = f"epoch {p.epoch}, step {p.step}/{self.steps}" if p.step else f"the start of epoch {p.epoch}"
-            self.say(f"resuming {run_dir} from {where}")
+            end = " (all its steps are done: its validation follows)" if p.step == self.steps else ""
+            self.say(f"resuming {run_dir} from {where}{end}")
+        if self.s.resumed is not None:
+            self.record_resume(run_dir, p)
+
+    def record_resume(self, run_dir: Path, p: Position) -> None:
+        """Print what this resume changes, and the learning-rate jump a new --epochs makes; keep
+        both in the run directory."""
+        from netspec.resume import change_lines, lr_jump, record_resume
+
+        resumed, config = self.s.resumed, self.config
+        lines = change_lines(resumed)
+        if lines:
+            self.say("changed on resume (config.json rewritten; resumes.jsonl keeps each change):\n"
+                     + "\n".join(f"  {line}" for line in lines))
+        jump = lr_jump(resumed.saved_config, config, p.global_step, self.steps) if "epochs" in resumed.changes else None
+        if jump is not None:
+            planned = resumed.saved_config.epochs
+            source = "the last rate of" if p.global_step >= planned * self.steps else "from"
+            self.say(f"note: the {config.schedule} schedule is re-planned for {plural(config.epochs, 'epoch')}: "
+                     f"learning rate at step {p.global_step + 1}: {jump[0]:.4g} → {jump[1]:.4g} ({source} the "
+                     f"{planned}-epoch plan)")
+        if self.s.is_main:
+            record_resume(run_dir, resumed, config, {"epoch": p.epoch, "step": p.step, "global_step": p.global_step},
+                          jump)
 
     # -- stopping -------------------------------------------------------------------------------
     def diverged(self, value: float) -> None:
@@ -279,8 +361,9 @@ class Trainer:
     def interrupted(self) -> None:
         if self.s.is_main and (self.s.run_dir / "metrics.jsonl").exists():
             self.plot(final=True)
+        unvalidated = " (its validation runs on resume)" if self.position.step == self.steps else ""
         raise RunStopped(f"interrupted: saved {self.s.run_dir} at epoch {self.position.epoch}, step "
-                         f"{self.position.step}/{self.steps}; continue with `netspec train {self.s.spec_path} "
+                         f"{self.position.step}/{self.steps}{unvalidated}; continue with `netspec train {self.s.spec_path} "
                          f"--resume --out {self.s.run_dir}`", 130)
 
     def _install_signal_handlers(self):

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from netspec.errors import Diagnostic, SpecError
+from netspec.progress import plural
 
 # Tensors named in a "spec no longer matches" error; a wholly different spec differs in
 # hundreds, and the first few say what happened.
@@ -39,7 +40,7 @@ class LoadReport:
         return not (self.missing or self.unexpected or self.mismatched)
 
     def summary(self) -> str:
-        lines = [f"loaded {len(self.loaded)} tensors"]
+        lines = [f"loaded {plural(len(self.loaded), 'tensor')}"]
         if self.mismatched:
             lines.append(f"skipped {len(self.mismatched)} with another shape: " + ", ".join(
                 f"{n} {tuple(a)} ≠ {tuple(b)}" for n, a, b in self.mismatched[:5])
@@ -86,8 +87,10 @@ def check_fits(model: nn.Module, shapes: dict[str, tuple[int, ...]], path: Path)
         return
     listed = "; ".join(problems[:MAX_LISTED_TENSORS])
     more = f"; and {len(problems) - MAX_LISTED_TENSORS} more" if len(problems) > MAX_LISTED_TENSORS else ""
+    differ = "differs" if len(problems) == 1 else "differ"
     raise SpecMismatch([Diagnostic(
-        None, str(path), f"the spec no longer matches the checkpoint: {len(problems)} tensors differ: {listed}{more}",
+        None, str(path), f"the spec no longer matches the checkpoint: {plural(len(problems), 'tensor')} {differ}: "
+        f"{listed}{more}",
         f"was {Path(path).parent / 'spec.yaml'} edited after training? restore it, or start a new run "
         f"(--init-from {Path(path).parent} loads the tensors that still fit)")])
 

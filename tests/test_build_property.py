@@ -24,7 +24,7 @@ The property, for every generated spec:
 
 Where the reference is stricter than bare torch, it mirrors a rule of the spec language (each
 is marked `LANGUAGE RULE` below): residual and parallel `add` need exactly equal shapes (torch
-would broadcast), `linear` needs a vector and `se`/`dropout2d`/`gn` need a feature map (torch
+would broadcast), `linear` needs a vector and `se`/`dropout2d` need a feature map (torch
 would apply them to other ranks), `se` needs at least one hidden unit (torch would build a
 zero-width Linear), and a merge's inputs must have the same rank (torch aligns the *batched*
 tensors, so a lower-rank input would have its batch axis matched against a feature axis).
@@ -194,6 +194,9 @@ def spec_of(channels, height, width, *layers):
 # A C×1×1 gate multiplies the feature map (broadcast over H×W).
 @example(spec_of(3, 5, 7, item("conv", {"out": 4, "kernel": 1}), item("identity", name="t"),
                  item("global_avgpool"), item("sigmoid", name="g"), item("mul", **{"from": ["t", "g"]})))
+# gn on a vector (nn.GroupNorm takes N×C): 4·2·2 = 16 features in 4 groups; 3 groups do not divide them.
+@example(spec_of(3, 4, 4, item("conv", {"out": 4, "kernel": 3}), item("flatten"), item("gn", 4)))
+@example(spec_of(3, 4, 4, item("conv", {"out": 4, "kernel": 3}), item("flatten"), item("gn", 3)))
 def test_static_shapes_match_torch(spec):
     check_property(spec)
 

@@ -125,11 +125,17 @@ def test_a_file_that_is_not_onnx(tmp_path, cli):
     assert result.code == 2 and "is not a loadable ONNX model" in result.err
 
 
-def test_missing_gpu_falls_back_to_cpu_with_a_note(digits_model, tmp_path, cli):
+def test_missing_gpu_auto_falls_back_an_explicit_request_is_an_error(digits_model, tmp_path, cli):
+    # issue 9, item 7: `--provider cuda` without a GPU used to exit 0 on the CPU
+    from exporters.runtime import gpu_present
+
+    if gpu_present():
+        pytest.skip("this machine has a GPU")
     png = write_digit_pngs(tmp_path / "pngs", 1)[0][0]
     result = cli("infer", digits_model, png, "--provider", "cuda")
-    assert result.code == 0
-    assert "note: cuda requested but no GPU here: falling back to CPU" in result.err
+    assert result.code == 2 and "--provider" in result.err and "Traceback" not in result.err
+    result = cli("infer", digits_model, png, "--provider", "auto")
+    assert result.code == 0 and "note: no GPU found: running on CPU" in result.err
 
 
 def test_failed_parity_exits_1_and_keeps_no_file(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ import torch
 
 from netspec.errors import Diagnostic, SpecError, did_you_mean, printable as escaped
 from netspec.reading import NotRegularFile, open_regular
+from netspec.progress import plural
 
 SOURCES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "digits", "synthetic", "folder:PATH")
 DEFAULT_ROOT = Path("~/.cache/netspec").expanduser()
@@ -245,7 +246,7 @@ def adapt_images(images, input_shape: tuple, name: str, notes: list[str]) -> tor
     c, h, w = input_shape
     have = images.shape[1]
     if have not in (1, 3) or c not in (1, 3):
-        raise DataError(f"{name} has {have}-channel images; the spec's input has {c} channels",
+        raise DataError(f"{name} has {have}-channel images; the spec's input has {plural(c, 'channel')}",
                         "use an input of 1 or 3 channels")
     if have == c and images.shape[2:] == (h, w):
         return torch.from_numpy(np.ascontiguousarray(images))

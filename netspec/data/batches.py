@@ -4,7 +4,9 @@ In-memory splits live on the training device as one uint8 tensor: a batch is one
 one conversion and a few whole-batch ops — no per-sample Python, no PIL in the hot loop.
 Image folders are decoded by DataLoader workers into uint8 batches that then take the same
 path. The data order of epoch e is a permutation seeded by (seed, e), so a resumed run (or
-another process of a distributed run) sees exactly the same batches.
+another process of a distributed run) sees exactly the same batches. Nothing here draws from
+torch's global generator: it drives dropout, and a draw that a resumed run makes and the
+uninterrupted run does not (or at another moment) would shift every later dropout mask.
 """
 
 from __future__ import annotations
@@ -19,9 +21,13 @@ from netspec.config import Augment
 from netspec.data import Data, DataError, Split
 
 
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of epoch `epoch`'s data order (and its DataLoader's worker seeds)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=generator)
+    return torch.randperm(n, generator=epoch_generator(seed, epoch))
 
 
 class Batches:
@@ -58,19 +64,20 @@ class Batches:
                 yield self._batch(self.images[index], self.labels[index], generator)
         else:
             chunks = order.split(self.batch_size)[start_step:len(self)]
-            for images, labels in self._stream(chunks):
+            for images, labels in self._stream(chunks, epoch_generator(seed, epoch)):
                 yield self._batch(images.to(self.device, non_blocking=True),
                                   labels.to(self.device, non_blocking=True), generator)
 
-    def _stream(self, chunks: list[torch.Tensor]):
-        """Folder images: decoded by DataLoader workers, batch by batch, in our order."""
+    def _stream(self, chunks: list[torch.Tensor], generator: torch.Generator):
+        """Folder images: decoded by DataLoader workers, batch by batch, in our order. The
+        iterator draws its workers' base seed from `generator`, never the global one."""
         from torch.utils.data import DataLoader
 
         def collate(items):
             return torch.stack([img for img, _ in items]), torch.as_tensor([int(lab) for _, lab in items])
 
         loader = DataLoader(self.source, batch_sampler=[c.tolist() for c in chunks], num_workers=self.workers,
-                            collate_fn=collate, pin_memory=self.device.type == "cuda")
+                            collate_fn=collate, pin_memory=self.device.type == "cuda", generator=generator)
         try:
             yield from loader
         except DataError as e:  # re-raised from a worker with its traceback in the text: keep the message
@@ -90,11 +97,12 @@ class Batches:
         return x, y
 
     def _slice(self, size: int) -> tuple[int, int]:
-        """This process's share of a global batch (all of it when not distributed)."""
+        """This process's share of a global batch (all of it when not distributed): contiguous
+        shares whose sizes differ by at most one, so every sample goes to exactly one process
+        (the trainer weights each process's loss by its share)."""
         if self.world == 1:
             return 0, size
-        share = size // self.world
-        return self.rank * share, (self.rank + 1) * share
+        return self.rank * size // self.world, (self.rank + 1) * size // self.world
 
 
 def augment_batch(images: torch.Tensor, augment: Augment, generator: torch.Generator | None) -> torch.Tensor:

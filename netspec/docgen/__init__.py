@@ -1,9 +1,10 @@
 """Generate docs/spec-language.md from the layer registry, the macros and the spec models.
 
-Every layer section (fields, types, defaults, formulas, the example and the numbers
-`netspec check` prints for it) is rendered from the classes themselves, and every example
-is run through `netspec.check`, so the reference cannot drift from the code.
-tests/test_docs.py fails when the committed file differs from this output. Regenerate with
+Every layer section (fields, types, defaults, formulas, the example) is rendered from the
+classes themselves, and every "`netspec check FILE` gives:" block is what the real command
+line prints for that file (fields.cli_check_lines runs cli.main), so the reference cannot drift
+from the code or from the CLI's layout. tests/test_docs.py fails when the committed file differs
+from this output, and re-runs every command the docs show. Regenerate with
 
     python -m netspec.docgen > docs/spec-language.md
 """

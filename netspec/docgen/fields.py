@@ -1,18 +1,18 @@
-"""Rendering pieces of the reference: field tables, readable types, examples run through `check`."""
+"""Rendering pieces of the reference: field tables, readable types, examples run through the
+`netspec check` command line."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import tempfile
+from pathlib import Path
 from typing import Any, Iterable
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from netspec.render import count_text
-from netspec.infer import check
-from netspec.layers.base import shape_text
-from netspec.report import Report
 from netspec.source import YMap, YSeq, parse_yaml
-from netspec.spec import loads
 
 REGENERATE = "python -m netspec.docgen > docs/spec-language.md"
 
@@ -172,29 +172,29 @@ def example_spec(cls) -> str:
     return f"name: {cls.kind}_example\ninput: [{dims}]\nlayers:\n{body}\n"
 
 
-def check_text(text: str, **load_args) -> Report:
-    return check(loads(text, **load_args))
+def cli_check_lines(spec_text: str, filename: str, *options: str) -> list[str]:
+    """What `netspec check FILENAME OPTIONS...` prints for a file holding `spec_text`: the real
+    command line (cli.main), run in a scratch folder so that the file name it prints is the one
+    the docs show; stdout, then stderr, as a terminal shows them. The docs show this text, so a
+    change of the CLI's layout changes the docs (and tests/test_docs.py re-runs every command)."""
+    import cli
+
+    with tempfile.TemporaryDirectory(prefix="netspec-docgen-") as folder:
+        (Path(folder) / filename).write_text(spec_text, encoding="utf-8")
+        printed = io.StringIO()
+        debug, cli._state["debug"] = cli._state["debug"], False
+        try:
+            with contextlib.chdir(folder), contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+                cli.main(["check", filename, *options])
+        finally:
+            cli._state["debug"] = debug
+    return printed.getvalue().rstrip("\n").splitlines()
 
 
-def report_rows(report: Report) -> list[str]:
-    """The per-layer rows of `netspec check`, as fixed-width text."""
-    table = [("#", "layer", "output", "params", "MACs", "formula")]
-    for row in report.rows:
-        table.append((str(row.index), "  " * row.depth + row.label,
-                      shape_text(row.output) if row.output is not None else "?",
-                      count_text(row.params), count_text(row.macs), row.formula))
-    widths = [max(len(r[i]) for r in table) for i in range(5)]
-    lines = []
-    for r in table:
-        cells = [r[0].rjust(widths[0]), r[1].ljust(widths[1]), r[2].ljust(widths[2]),
-                 r[3].rjust(widths[3]), r[4].rjust(widths[4]), r[5]]
-        lines.append("  ".join(cells).rstrip())
-    return lines
-
-
-def short_totals(report: Report) -> str:
-    return (f"input {shape_text(report.input)} → output {shape_text(report.output)} · "
-            f"params {count_text(report.params)} · MACs {count_text(report.macs)}")
+def check_block(spec_text: str, filename: str, *options: str) -> list[str]:
+    """The docs' "`netspec check FILE` gives:" paragraph and the command's real output."""
+    command = " ".join(["netspec check", filename, *options])
+    return [f"`{command}` gives:", "", *_text_block(cli_check_lines(spec_text, filename, *options)), ""]
 
 
 def _example_entries(cls) -> list:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-
-
 from netspec.layers import REGISTRY
 from netspec.macros import MACROS
-from netspec.docgen.fields import (_text_block, _yaml_block, check_text, example_spec, field_table, report_rows, short_form, short_totals)
+from netspec.docgen.fields import _yaml_block, check_block, example_spec, field_table, short_form
 
 # Layer sections are grouped by the module that defines the class; a layer in a module not
 # listed here still gets a section, under "Other layers".
@@ -74,12 +72,10 @@ def layer_section(cls) -> list[str]:
     _, sentence = short_form(cls)
     out += [f"**Short form:** {sentence}", ""]
     out += [f"**Shape, params, MACs:** {cls.formula_doc}", ""]
-    dims = "×".join(str(d) for d in cls.example_input)
-    out += [f"**Example** (input {dims}):", ""]
-    out += _yaml_block(cls.example) + [""]
-    report = check_text(example_spec(cls), filename=f"{kind}_example.yaml")
-    out += ["`netspec check` gives:", ""]
-    out += _text_block([*report_rows(report), "", short_totals(report)]) + [""]
+    filename = f"{kind}_example.yaml"
+    out += [f"**Example** (`{filename}`):", ""]
+    out += _yaml_block(example_spec(cls)) + [""]
+    out += check_block(example_spec(cls), filename)
     return out
 
 

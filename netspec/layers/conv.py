@@ -45,14 +45,17 @@ class Conv(Layer):
         return self.padding
 
     def check_padding_mode(self, axis: str, size, pad: int, ctx: InferContext) -> None:
-        """torch.nn.functional.pad: reflect needs pad < size, circular pad ≤ size; zeros and
+        """torch.nn.functional.pad: reflect mirrors the input without its edge, so it needs
+        size > pad; circular wraps around at most once, so it needs size ≥ pad; zeros and
         replicate take any padding."""
         if self.padding_mode not in ("reflect", "circular") or pad == 0:
             return
-        least = 1 if self.padding_mode == "reflect" else 0
-        ctx.at_least(sym.sub(size, pad), least,
-                     f"{self.padding_mode} padding {pad} needs an input larger than {pad - least} along {axis}, "
-                     f"got {sym.fmt(size)}")
+        if self.padding_mode == "reflect":
+            ctx.at_least(size, pad + 1, f"reflect padding {pad} needs an input larger than {pad} along {axis} "
+                         f"(torch: padding < size), got {sym.fmt(size)}")
+        else:
+            ctx.at_least(size, pad, f"circular padding {pad} needs an input of at least {pad} along {axis} "
+                         f"(torch: padding ≤ size), got {sym.fmt(size)}")
 
     def infer(self, inputs: list[Shape], ctx: InferContext) -> LayerInfo:
         channels, height, width = require_rank(inputs, 3, "conv", "a C×H×W feature map",

@@ -8,6 +8,7 @@ from pydantic import confloat
 from netspec import symbolic as sym
 from netspec.errors import ShapeError
 from netspec.layers.base import InferContext, Layer, LayerInfo, Shape, register, shape_text
+from netspec.progress import plural
 
 
 @register
@@ -75,8 +76,10 @@ class GroupNorm(Layer):
     primary = "groups"
     torch_equivalent = "torch.nn.GroupNorm"
     summary = "Group normalisation: channels split into `groups` normalised groups."
-    formula_doc = "shape unchanged; params = 2·C when affine; groups must divide C"
-    example = "- conv: {out: 8, kernel: 3}\n- gn: 4"
+    formula_doc = ("shape unchanged; params = 2·C when affine; groups must divide C; "
+                   "on a vector (C features, torch's N×C) the features are the channels")
+    example = ("- conv: {out: 8, kernel: 3}\n- gn: 4\n- global_avgpool\n- flatten\n"
+               "- gn: 2                       # on the 8-feature vector")
 
     groups: PositiveInt = Field(description="number of channel groups")
     eps: PositiveFloat = Field(1e-5, description="added to the variance for numerical stability")
@@ -84,10 +87,11 @@ class GroupNorm(Layer):
 
     def infer(self, inputs: list[Shape], ctx: InferContext) -> LayerInfo:
         shape = inputs[0]
-        if len(shape) < 2:
-            raise ShapeError(f"input has shape {shape_text(shape)}, gn needs C×H×W or C×L")
+        # nn.GroupNorm takes (N, C, *): a vector's features are its channels, as for bn
+        if len(shape) not in (1, 2, 3):
+            raise ShapeError(f"input has shape {shape_text(shape)}, gn needs C, C×L or C×H×W")
         if shape[0] % self.groups:
-            raise ShapeError(f"groups={self.groups} does not divide the {shape[0]} channels")
+            raise ShapeError(f"groups={self.groups} does not divide the {plural(shape[0], 'channel')}")
         return LayerInfo(shape, "same shape", params=2 * shape[0] if self.affine else 0)
 
     def build(self, inputs: list[Shape], output: Shape):

@@ -6,6 +6,7 @@ from pydantic import Field, PositiveInt
 
 from netspec.errors import ShapeError
 from netspec.layers.base import InferContext, Layer, LayerInfo, Shape, register, require_rank
+from netspec.progress import plural
 
 
 @register
@@ -28,7 +29,7 @@ class SqueezeExcite(Layer):
         channels, height, width = require_rank(inputs, 3, "se", "a C×H×W feature map")
         hidden = self.hidden(channels)
         if hidden < 1:
-            raise ShapeError(f"reduction {self.reduction} leaves no hidden units for {channels} channels "
+            raise ShapeError(f"reduction {self.reduction} leaves no hidden units for {plural(channels, 'channel')} "
                              f"({channels}//{self.reduction} = 0)", f"use reduction ≤ {channels}")
         params = channels * hidden + hidden + hidden * channels + channels
         formula = f"gate: {channels} → {hidden} → {channels}, same shape"

@@ -222,7 +222,8 @@ class Gen:
         items = [item("flatten")]
         self.c = None
         for _ in range(self.d(st.integers(0, 2))):
-            items.append(self.pick(item("relu"), item("bn"), item("dropout", 0.5), item("tanh")))
+            items.append(self.pick(item("relu"), item("bn"), item("dropout", 0.5), item("tanh"),
+                                   item("gn", self.pick(1, 2, 3, 4))))  # gn on a vector: groups of features
         items.append(self.node_keys(item("linear", self.d(st.integers(1, 10))), False))
         if self.chance(0.3):
             items.append(item("relu"))

@@ -67,8 +67,7 @@ class Reference:
             return self.make(cls(x.shape[1], **(args or {})))(x)
         if kind == "gn":
             groups = args["groups"] if isinstance(args, dict) else args
-            need(x.dim() == 4, "gn needs a feature map")  # LANGUAGE RULE: torch also takes N×C
-            return self.make(nn.GroupNorm(groups, x.shape[1]))(x)
+            return self.make(nn.GroupNorm(groups, x.shape[1]))(x)  # N×C×H×W or N×C, as torch takes them
         if kind == "ln":
             return self.make(nn.LayerNorm(list(x.shape[1:])))(x)
         if kind in ACTIVATIONS:
