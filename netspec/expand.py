@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstra
 from typing_extensions import Annotated
 
 from netspec.errors import MAX_ERRORS_COLLECTED, Diagnostic, Mark, did_you_mean
+from netspec.expansion_costs import (MAX_EXPANSION_STEPS, MAX_LAYERS, MAX_NESTING, MAX_REPEAT,
+                                     LeastLayers, use_key)
 from netspec.exprs import SubstitutionError, substitute
 from netspec.graph import LayerNode, Node, Origin, SeqNode
 from netspec.init import Rule, looks_like_kind_rules, parse_kind_rules, parse_rule, weighted_kinds
@@ -22,16 +24,6 @@ from netspec.macros import MACROS
 from netspec.source import YMap, mark_of
 from netspec.validation import validate
 
-MAX_LAYERS = 100_000
-MAX_REPEAT = 10_000
-# Entries expanded (each copy of a `repeat:` and each block or macro use counts one). Layers alone
-# do not bound the work: blocks that only call other blocks, or fail, add no layer. Three per layer
-# at the layer limit (the shipped GoogLeNet spends 1.4, a block of one layer used everywhere 2).
-MAX_EXPANSION_STEPS = 3 * MAX_LAYERS
-# Layer lists inside layer lists (blocks, `residual:`, `parallel:`). Expansion and inference
-# recurse once per level, a few frames each, so this keeps far below Python's recursion limit;
-# the deepest shipped spec nests 4 levels.
-MAX_NESTING = 64
 NODE_KEYS = ("name", "from", "repeat", "trainable", "init")
 REQUIRED = "required"
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -107,7 +99,7 @@ class Expander:
         # (block, arguments, chain, depth) → (layers, steps) it expanded to, or None if it failed
         self.block_uses: dict[tuple, tuple[int, int] | None] = {}
         self.kept: list = []  # values whose id() is part of a block_uses key
-        self.least: dict[str, int] = {}  # block name → a lower bound on the layers one use expands to
+        self.least = LeastLayers(blocks, NODE_KEYS)  # a lower bound on the layers one use of a block expands to
         self._bare_layers: dict[type, Any] = {}  # layers written without arguments (`- relu`): one each
 
     def error(self, mark: Mark | None, where: str, message: str, hint: str | None = None) -> None:
@@ -318,10 +310,10 @@ class Expander:
         bound = self.bind(block, args, origin, where)
         if bound is None:
             return None
-        key = _use_key(block.name, bound, scope.chain, self.depth, self.kept)
+        key = use_key(block.name, bound, scope.chain, self.depth, self.kept)
         if key in self.block_uses and not self.charge_known_use(block, self.block_uses[key], origin):
             return None
-        least = self.least_layers(block)
+        least = self.least.of(block)
         if self.layer_count + least > MAX_LAYERS:
             self.count_layers(least, origin, f" (block `{block.name}` adds at least {least:,})" if least <= MAX_LAYERS
                               else f" (block `{block.name}` alone expands to more)")
@@ -347,37 +339,6 @@ class Expander:
         elif self.steps + steps > MAX_EXPANSION_STEPS:
             self.count_steps(steps, origin, why)
         return not self.budget_exceeded
-
-    def least_layers(self, block: Block, depth: int = 0) -> int:
-        """A lower bound on the layers one use of `block` expands to, read from the YAML before
-        expanding it (a parameter's effect counts as none), so blocks that use blocks ten times
-        each are refused at once instead of after building 100,000 layers."""
-        if block.name not in self.least:
-            self.least[block.name] = 0  # a cycle (reported when expanded) counts as nothing
-            self.least[block.name] = self._least_in(block.layers, depth)
-        return self.least[block.name]
-
-    def _least_in(self, items: Any, depth: int) -> int:
-        if not isinstance(items, list) or depth > MAX_NESTING:
-            return 0
-        total = 0
-        for item in items:
-            types = [k for k in item if k not in NODE_KEYS] if isinstance(item, dict) else [item]
-            kind = types[0] if len(types) == 1 and isinstance(types[0], str) else None
-            args = item.get(kind) if isinstance(item, dict) else None
-            repeat = item.get("repeat", 1) if isinstance(item, dict) else 1
-            repeat = repeat if isinstance(repeat, int) and 1 <= repeat <= MAX_REPEAT else 1
-            if kind in REGISTRY:
-                cost = 1
-            elif kind in self.blocks and not self.blocks[kind].broken:
-                cost = self.least_layers(self.blocks[kind], depth + 1)
-            elif kind in ("residual", "parallel") and isinstance(args, dict):
-                lists = [args.get("body"), args.get("shortcut")] if kind == "residual" else args.get("paths")
-                cost = sum(self._least_in(x, depth + 1) for x in lists) if isinstance(lists, list) else 0
-            else:
-                cost = 0
-            total = min(total + repeat * cost, MAX_LAYERS + 1)  # stays a small number
-        return total
 
     def bind(self, block: Block, args: Any, origin: Origin, where: str) -> dict | None:
         required = [p for p, default in block.params.items() if default == REQUIRED]
@@ -409,20 +370,3 @@ class Expander:
             self.error(block.mark, f"blocks.{block.name}.params", str(e), e.hint)
             return None
         return {**defaults, **args}
-
-
-def _use_key(name: str, bound: dict, chain: tuple, depth: int, keep: list) -> tuple:
-    """A hashable key for one use of a block: small values compared by value, big ones by
-    identity (expanded values are never mutated; `keep` holds them so their ids stay unique)."""
-    return name, _freeze(bound, [16], keep), chain, depth
-
-
-def _freeze(value: Any, budget: list[int], keep: list):
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return type(value).__name__, value
-    budget[0] -= 1
-    if budget[0] < 0 or not isinstance(value, (dict, list)):
-        keep.append(value)
-        return "object", id(value)
-    pairs = value.items() if isinstance(value, dict) else enumerate(value)
-    return type(value).__name__, tuple((key, _freeze(item, budget, keep)) for key, item in pairs)
