@@ -26,6 +26,7 @@ from exporters.runtime import MAX_BATCH_BYTES, OnnxModel, printable, softmax
 from netspec.errors import SpecError
 from netspec.preprocess import (IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, ImageError, array_to_image, fit_image, normalise,
                                 read_image)
+from netspec.reading import open_regular
 
 # A .npy image holds at most as many values as the largest image file netspec decodes (RGBA).
 MAX_NPY_VALUES = 4 * MAX_IMAGE_PIXELS
@@ -136,7 +137,7 @@ def read_input(path: Path, channels: int, height: int, width: int) -> np.ndarray
 def _npy_image(path: Path) -> np.ndarray:
     """An image stored with numpy — H×W, H×W×C or C×H×W (C = 1 or 3), uint8 0–255 or float 0–1 —
     as uint8 C×H×W. The header is checked against the file before anything is allocated."""
-    with open(path, "rb") as file:
+    with open_regular(path) as file:  # as read_image: a FIFO swapped in after the stat cannot hang
         dtype, shape, fortran = _npy_header(file)
         count = math.prod(shape)
         data = file.read(count * dtype.itemsize)

@@ -25,6 +25,7 @@ import numpy as np
 from exporters.providers import GPU_PROVIDERS, gpu_present, open_session  # noqa: F401 (gpu_present: for bench)
 from netspec.errors import SpecError, printable  # noqa: F401 (re-exported for infer, bench, cli)
 from netspec.progress import plural
+from netspec.reading import open_regular
 
 OUTPUT_KINDS = ("logits", "log_probs", "probs")
 
@@ -198,7 +199,7 @@ def read_model_file(path: Path) -> tuple[object, bytes]:
         raise SpecError.at(None, "model", f"{where} is {info.st_size:,} bytes; an ONNX file holds at most "
                            f"{MAX_MODEL_BYTES:,} (larger weights go to external data)")
     try:
-        with open(path, "rb") as file:
+        with open_regular(path) as file:  # non-blocking open + fstat: swapped for a FIFO since the stat, it cannot hang
             data = file.read(MAX_MODEL_BYTES + 1)
         model = onnx.ModelProto.FromString(data)
     except OSError as e:
