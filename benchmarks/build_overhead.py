@@ -1,6 +1,7 @@
 """Benchmark: training-step time of netspec-built models against hand-written PyTorch.
 
-    .venv/bin/python benchmarks/build_overhead.py [--rounds 60] [--batch 8] [--size 112] [--threads 2]   (or: make bench)
+    .venv/bin/python benchmarks/build_overhead.py [--rounds 60] [--batch 8] [--size 112] [--threads 2]
+        (or: make bench)
 
 Target (from the design card): a training step (zero_grad, forward, cross-entropy, backward, SGD
 step with momentum 0.9) of the netspec-built resnet18 and LeNet is within 3 % of torchvision's
@@ -11,7 +12,7 @@ Everything runs in this one process, with a fixed torch thread count (--threads,
 
 * models: netspec.build("specs/imagenet/resnet18.yaml") vs torchvision.models.resnet18(weights=None),
   and netspec.build("specs/lenet.yaml") vs `LeNet` below, written the way the tutorials write it.
-  netspec.weights.load_torchvision copies the reference's tensors into the netspec model (matched
+  netspec.compile.weights.load_torchvision copies the reference's tensors into the netspec model (matched
   by structure, which also works for the hand-written LeNet), so both sides start from the same
   weights; the script checks that their outputs agree (eval and train mode) before timing.
 * inputs: one fixed random batch per model (resnet18: --batch × 3 × --size × --size, default
@@ -49,11 +50,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torchvision
+from common import cpu_seconds, machine, print_table  # benchmarks/common.py (the script's own folder is on sys.path)
 from torch import nn
 
 import netspec
-from netspec.weights import load_torchvision
-from common import cpu_seconds, machine, print_table  # benchmarks/common.py (the script's own folder is on sys.path)
+from netspec.compile.weights import load_torchvision
 
 ROOT = Path(__file__).resolve().parents[1]
 RESNET_SPEC = ROOT / "specs" / "imagenet" / "resnet18.yaml"
@@ -210,9 +211,11 @@ def main() -> int:
     print(f"machine: {machine()}")
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}; "
           f"torch.get_num_threads() = {torch.get_num_threads()}")
-    print(f"resnet18: batch {args.batch} × 3 × {args.size} × {args.size}; LeNet: batch {args.lenet_batch} × 1 × 28 × 28; "
+    print(f"resnet18: batch {args.batch} × 3 × {args.size} × {args.size}; "
+          f"LeNet: batch {args.lenet_batch} × 1 × 28 × 28; "
           f"SGD lr {args.lr} momentum 0.9; {args.warmup} warm-up steps per side, {rounds} interleaved rounds "
-          f"(random order per round; at most {args.budget:g} s per case), samples ≥ {args.sample_ms:g} ms\n", flush=True)
+          f"(random order per round; at most {args.budget:g} s per case), samples ≥ {args.sample_ms:g} ms\n",
+          flush=True)
 
     # Models, equal weights, outputs checked.
     ns_resnet = netspec.build(RESNET_SPEC)
@@ -273,7 +276,8 @@ def main() -> int:
           "95% CI: bootstrap of that ratio; paired: median of per-round ratios")
     print()
     for label, r in results:
-        print(f"{label}: {r['rounds']} rounds, {r['reps']} step(s) per sample; min netspec {fs(r['ns_min'])}, reference {fs(r['ref_min'])}; "
+        print(f"{label}: {r['rounds']} rounds, {r['reps']} step(s) per sample; "
+              f"min netspec {fs(r['ns_min'])}, reference {fs(r['ref_min'])}; "
               f"CPU used by other processes meanwhile: {r['others']}")
     print(f"timed part took {time.perf_counter() - t_start:.0f} s.")
     if torch.get_num_threads() > 1:

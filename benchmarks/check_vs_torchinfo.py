@@ -283,7 +283,9 @@ def main() -> int:
         ti = run_json([sys.executable, "-c", _TORCHINFO_CHILD, str(runs)])
         hg = run_json([sys.executable, "-c", _NETSPEC_CHILD, str(huge), str(max(20, runs))])
 
-    ratio = lambda a, b: a / b if b else float("inf")
+    def ratio(a, b):
+        return a / b if b else float("inf")
+
     rows = []
     failures = []
 

@@ -28,7 +28,8 @@ def machine() -> str:
                 cpu = text.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), "
+            f"Python {platform.python_version()}")
 
 
 def cpu_seconds() -> tuple[float, float] | None:

@@ -1,7 +1,8 @@
 """Benchmark: training throughput of `netspec train` against the training loop PyTorch tutorials teach.
 
     .venv/bin/python benchmarks/train_throughput.py [--repeats 2] [--digits-epochs 15] [--cifar-epochs 5]
-        [--plain-epochs 8] [--workers 0,2] [--threads 2] [--cases digits,cifar,cifar-plain] [--no-info]   (or: make bench)
+        [--plain-epochs 8] [--workers 0,2] [--threads 2] [--cases digits,cifar,cifar-plain] [--no-info]
+        (or: make bench)
 
 Target (from the design card): `netspec train` processes ≥ 2× as many training images per second
 as the seed-style loop (a torch DataLoader over a Dataset with per-sample torchvision transforms,
@@ -18,7 +19,7 @@ Everything runs in this one process, with a fixed torch thread count (--threads,
   (c) `cifar-plain`: the same without augmentation, for --plain-epochs. (c) exists for the
   accuracy check: the synthetic templates are pixel noise, which a 4-pixel random shift destroys,
   so in (b) neither side gets much past chance in a few epochs, while in (c) both reach ~50 %.
-* netspec side: exactly what `netspec.trainer.train()` does (`prepare()` then `Trainer.run()`, the
+* netspec side: exactly what `netspec.train.loop.train()` does (`prepare()` then `Trainer.run()`, the
   two lines of its body, so that the script can read the initial weights), with progress output
   off. Its training images/s comes from the run's metrics.jsonl (`images_per_s` × `seconds` per
   epoch: the training steps only, no validation, checkpoints or curves).
@@ -77,6 +78,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision
+from common import cpu_seconds, machine, print_table  # benchmarks/common.py (the script's own folder is on sys.path)
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -84,11 +86,10 @@ from torchvision import transforms
 
 import netspec
 from netspec.data import load_data
+from netspec.lang.spec import load
 from netspec.progress import Progress
-from netspec.spec import load
-from netspec.trainer import Trainer
-from netspec.training_setup import prepare, resolve_config
-from common import cpu_seconds, machine, print_table  # benchmarks/common.py (the script's own folder is on sys.path)
+from netspec.train.loop import Trainer
+from netspec.train.setup import prepare, resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 2.0
@@ -143,8 +144,9 @@ def others_cores(before, after, wall: float) -> float | None:
 def run_netspec(case: Case, seed: int, out: Path, channels_last: bool = False) -> Run:
     run = Run(NETSPEC_CL if channels_last else NETSPEC, seed)
     t0 = time.perf_counter()
-    # The body of netspec.trainer.train(), split so that the initial weights can be read.
-    overrides = {"data": case.data, "seed": seed, **case.overrides, **({"channels_last": True} if channels_last else {})}
+    # The body of netspec.train.loop.train(), split so that the initial weights can be read.
+    overrides = {"data": case.data, "seed": seed, **case.overrides,
+                 **({"channels_last": True} if channels_last else {})}
     setup = prepare(case.spec, overrides, [], out, False, None, Progress(enabled=False))
     run.init = {k: v.detach().clone() for k, v in setup.bare_model.state_dict().items()}
     try:
@@ -323,8 +325,10 @@ def fmt_rate(value: float) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=2, help="runs per side and case, seeds --seed, --seed+1, ... (default 2)")
-    parser.add_argument("--digits-epochs", type=int, default=15, help="epochs of the digits case (default 15, the spec's)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="runs per side and case, seeds --seed, --seed+1, ... (default 2)")
+    parser.add_argument("--digits-epochs", type=int, default=15,
+                        help="epochs of the digits case (default 15, the spec's)")
     parser.add_argument("--cifar-epochs", type=int, default=5, help="epochs of the CIFAR-shaped case (default 5)")
     parser.add_argument("--plain-epochs", type=int, default=8,
                         help="epochs of the CIFAR-shaped case without augmentation (default 8)")
@@ -423,7 +427,8 @@ def main() -> int:
             if counts:
                 met.append(fast and equal)
             verdicts.append(
-                ("" if counts else "(info) ") + f"{case_name} vs {b}: ratio {ratio:.2f} (of median epochs {ratio_median:.2f}) "
+                ("" if counts else "(info) ") + f"{case_name} vs {b}: ratio {ratio:.2f} "
+                f"(of median epochs {ratio_median:.2f}) "
                 f"{'≥' if fast else '<'} {TARGET:g}: {'PASS' if fast else 'FAIL'}; mean final val acc "
                 f"{acc[NETSPEC] * 100:.1f} % vs {acc[b] * 100:.1f} %, |Δ| {abs(acc[NETSPEC] - acc[b]) * 100:.1f} pp "
                 f"{'≤' if equal else '>'} {tolerance * 100:.1f} pp (2σ, {n_val[case_name]} val images): "

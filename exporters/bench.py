@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.runtime import OnnxModel, check_batch_memory, gpu_present
-from netspec.errors import SpecError
+from netspec.errors import ModelFileError, SpecError
+from netspec.exporters.runtime import OnnxModel, check_batch_memory, gpu_present
 
 
 @dataclass
@@ -30,7 +30,8 @@ class Row:
     speedup: float | None = None  # vs PyTorch eager at the same batch
 
 
-def bench(path: Path, batches: list[int], threads: int | None = None, seconds: float = 2.0) -> tuple[list[Row], list[str]]:
+def bench(path: Path, batches: list[int], threads: int | None = None,
+          seconds: float = 2.0) -> tuple[list[Row], list[str]]:
     """Rows of the table and notes (provider fallbacks, parity)."""
     import torch
 
@@ -43,20 +44,21 @@ def bench(path: Path, batches: list[int], threads: int | None = None, seconds: f
             onnx_path, model = path, None
             notes.append("PyTorch eager: n/a for a bare .onnx file (give the spec or run directory)")
         else:
-            from exporters.onnx import export_onnx, load_source
+            from netspec.exporters.onnx import export_onnx
+            from netspec.run import load_source
 
             source = load_source(path)
             _check_batches(batches, source.input_shape, "the spec")
             model = source.model.eval()
             onnx_path = Path(scratch) / f"{source.name}.onnx"
             report = export_onnx(source, onnx_path)
-            notes.append(f"parity: {report.parity_text()}")
+            notes += [*report.notes, f"parity: {report.parity_text()}"]
         backends = {"onnxruntime cpu": OnnxModel(onnx_path, "cpu", threads, torch_in_process=True)}
         if gpu_present():
             gpu = OnnxModel(onnx_path, "auto", threads, torch_in_process=True)
             if gpu.on_gpu:
                 backends[f"onnxruntime {gpu.provider.removesuffix('ExecutionProvider').lower()}"] = gpu
-        shape = backends["onnxruntime cpu"].info.input_shape
+        shape = backends["onnxruntime cpu"].card.input_shape
         _check_batches(batches, shape, backends["onnxruntime cpu"].where)
         rows = []
         for batch in batches:
@@ -72,7 +74,8 @@ def bench(path: Path, batches: list[int], threads: int | None = None, seconds: f
 def _check_batches(batches: list[int], shape: list, where: str) -> None:
     """Random inputs of every batch size are allocated: a fixed shape, within the memory budget."""
     if not all(isinstance(d, int) for d in shape):
-        raise SpecError.at(None, where, "bench needs a fixed input size; this input has open axes "
+        kind = SpecError if where == "the spec" else ModelFileError
+        raise kind.at(None, where, "bench needs a fixed input size; this input has open axes "
                            f"({'×'.join('?' if d is None else str(d) for d in shape)})")
     for batch in batches:
         check_batch_memory("--batch", batch, shape)
@@ -126,5 +129,6 @@ def table(rows: list[Row]) -> str:
     lines = [f"{'backend':<22} {'batch':>5} {'median ms':>10} {'p90 ms':>9} {'images/s':>10} {'vs eager':>9}"]
     for r in rows:
         speed = f"{r.speedup:.2f}×" if r.speedup is not None else "—"
-        lines.append(f"{r.backend:<22} {r.batch:>5} {r.median_ms:>10.3f} {r.p90_ms:>9.3f} {r.per_second:>10,.0f} {speed:>9}")
+        lines.append(f"{r.backend:<22} {r.batch:>5} {r.median_ms:>10.3f} {r.p90_ms:>9.3f} "
+                     f"{r.per_second:>10,.0f} {speed:>9}")
     return "\n".join(lines)

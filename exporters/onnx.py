@@ -18,27 +18,27 @@ this model reaches. The opset printed is read back from the file.
 (The TorchScript exporter, `dynamo=False`, still writes 7–20 in torch 2.14 but is deprecated
 since 2.9; one exporter keeps one graph to verify.)
 
-ceil_mode pools are exported through `exporters.ceil_pool`, which gives PyTorch's output size on
+ceil_mode pools are exported through `netspec.exporters.ceil_pool`, which gives PyTorch's output size on
 any runtime; see there.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 import netspec
-from exporters.ceil_pool import lowered_ceil_pools
-from exporters.parity import Agreement, Measure
-from netspec.errors import RunStopped, SpecError
+from netspec.errors import ExportError, NetspecError, OptionError
+from netspec.exporters.ceil_pool import lowered_ceil_pools
+from netspec.exporters.parity import Agreement, Measure
+from netspec.modelcard import input_size_problem
+from netspec.run import Source, load_source  # noqa: F401 (load_source: the format-neutral loader, re-exported)
 
 DEFAULT_OPSET = 18
 EXPORTER_OPSET = 18  # what torch 2.14's exporter implements; lower opsets are converted from it
@@ -47,22 +47,6 @@ MIN_OPSET = 7  # the oldest opset onnxruntime guarantees to run
 PARITY_TOLERANCE = 1e-4
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GiB; leave room for the graph
 REAL_SAMPLES = 256
-
-
-@dataclass
-class Source:
-    """What is exported: the model, its input shape and what it needs at inference."""
-
-    model: torch.nn.Module
-    name: str
-    spec_sha256: str
-    input_shape: list[int]
-    output_kind: str  # logits | log_probs | probs
-    labels: list[str] | None = None
-    mean: list[float] | None = None
-    std: list[float] | None = None
-    normalize: bool = False
-    run: Any = None  # netspec.evaluate.Run when exporting a trained run
 
 
 @dataclass
@@ -77,6 +61,7 @@ class ExportReport:
     real_max_abs_diff: float | None = None
     real_agreement: Agreement | None = None
     data_file: Path | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. why real-sample parity was skipped
 
     @property
     def top1_agreement(self) -> float | None:
@@ -91,45 +76,20 @@ class ExportReport:
     def parity_text(self) -> str:
         return f"max |onnxruntime − torch| = {self.max_abs_diff:.2e}, {self.agreement.text()}"
 
-    def lines(self) -> list[str]:
-        from exporters.runtime import printable
-
-        lines = [f"wrote {printable(self.path)} ({self.bytes / 2**20:.2f} MiB, opset {self.opset}, batch {self.batch})"
-                 + (f" + {printable(self.data_file.name)}" if self.data_file else ""),
-                 "onnx.checker (full_check): ok",
-                 f"parity, random inputs: {self.parity_text()}"]
+    def parity_lines(self) -> list[str]:
+        lines = [f"parity, random inputs: {self.parity_text()}"]
         if self.real_samples:
             lines.append(f"parity, {self.real_samples} validation samples: max |diff| = {self.real_max_abs_diff:.2e}, "
                          f"{self.real_agreement.text()}")
         return lines
 
+    def lines(self) -> list[str]:
+        from netspec.exporters.runtime import printable
 
-def load_source(path: Path, weights: str = "best", seed: int = 0, input: str | None = None) -> Source:
-    """A spec (weights from its `init:`, seeded; `input` may override its size) or a run
-    directory (its trained weights)."""
-    path = Path(path)
-    if path.is_dir():
-        from netspec.evaluate import load_run
-
-        run = load_run(path, weights)
-        spec, meta = run.spec, run.meta
-        # labels: the classes training mapped the outputs to (saved with the weights), which
-        # training has checked against the spec's `labels:`
-        return Source(run.model, spec.name, spec.sha256, list(spec.input), _output_kind(spec), run.labels,
-                      meta.get("mean"), meta.get("std"), bool(meta.get("normalize", True)), run)
-    spec = netspec.load(path, input=input)
-    torch.manual_seed(seed)
-    model = netspec.build(spec).eval()
-    from netspec.training_setup import check_spec_labels
-
-    labels = check_spec_labels(spec, tuple(model.netspec["output"]))
-    return Source(model, spec.name, spec.sha256, list(spec.input), _output_kind(spec), labels)
-
-
-def _output_kind(spec) -> str:
-    last = spec.root.nodes[-1] if spec.root.nodes else None
-    kind = getattr(last, "kind", "")
-    return {"log_softmax": "log_probs", "softmax": "probs"}.get(kind, "logits")
+        return [*(f"note: {note}" for note in self.notes),
+                f"wrote {printable(self.path)} ({self.bytes / 2**20:.2f} MiB, opset {self.opset}, batch {self.batch})"
+                + (f" + {printable(self.data_file.name)}" if self.data_file else ""),
+                "onnx.checker (full_check): ok", *self.parity_lines()]
 
 
 def export_onnx(source: Source, out: Path, opset: int = DEFAULT_OPSET, batch: str | int = "dynamic") -> ExportReport:
@@ -150,7 +110,7 @@ def export_onnx(source: Source, out: Path, opset: int = DEFAULT_OPSET, batch: st
         _write_metadata(staged, source, large)
         written = file_opset(staged)  # the file's own claim, what a runtime reads
         if written != opset:  # torch's exporter keeps its own opset when its conversion fails
-            raise SpecError.at(None, "--opset", f"torch's exporter wrote opset {written}, not {opset}; "
+            raise ExportError.at(None, "--opset", f"torch's exporter wrote opset {written}, not {opset}; "
                                "the file was not kept", OPSET_HINT)
         _check(staged)
         report = verify(staged, source, batch)
@@ -173,10 +133,10 @@ OPSET_HINT = (f"torch's exporter writes opsets {EXPORTER_OPSET}–{MAX_OPSET}; {
 def check_opset(opset: int, large: bool = False) -> None:
     """Refuse, before any work, an opset that no path here can write."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise SpecError.at(None, "--opset", f"opset {opset} is not supported: choose {MIN_OPSET} to {MAX_OPSET}",
+        raise OptionError.at(None, "--opset", f"opset {opset} is not supported: choose {MIN_OPSET} to {MAX_OPSET}",
                            OPSET_HINT)
     if large and opset < EXPORTER_OPSET:  # the converter serialises the whole model into one protobuf
-        raise SpecError.at(None, "--opset", f"opset {opset} needs a conversion from {EXPORTER_OPSET}, which "
+        raise OptionError.at(None, "--opset", f"opset {opset} needs a conversion from {EXPORTER_OPSET}, which "
                            "onnx's version converter cannot do for a model over 2 GB",
                            f"choose {EXPORTER_OPSET} to {MAX_OPSET}")
 
@@ -192,7 +152,7 @@ def _convert_down(path: Path, opset: int) -> None:
         try:
             model = version_converter.convert_version(model, reached - 1)
         except Exception as e:  # the C++ converter fails an assertion (RuntimeError) naming the operator
-            raise SpecError.at(None, "--opset", f"this model cannot be written below opset {reached}: onnx's "
+            raise ExportError.at(None, "--opset", f"this model cannot be written below opset {reached}: onnx's "
                                f"version converter {_converter_reason(e, reached)}",
                                f"choose {reached} to {MAX_OPSET}") from None
         reached -= 1
@@ -217,29 +177,29 @@ def file_opset(path: Path) -> int | None:
 
 def _check_input(source: Source, batch) -> None:
     """The example and parity inputs are allocated: a fixed size within runtime's documented bounds."""
-    from exporters.runtime import check_batch_memory, input_size_problem
+    from netspec.exporters.runtime import check_batch_memory
 
     shape = source.input_shape
     if not all(isinstance(d, int) for d in shape):
-        raise SpecError.at(None, "export", f"the input {'×'.join(map(str, shape))} has symbolic sizes",
+        raise ExportError.at(None, "export", f"the input {'×'.join(map(str, shape))} has symbolic sizes",
                            "give concrete sizes with --input, e.g. 3x224x224")
     problem = input_size_problem(shape)
     if problem:
-        raise SpecError.at(None, "export", f"input {problem}")
+        raise ExportError.at(None, "export", f"input {problem}")
     check_batch_memory("--batch", 3 if batch == "dynamic" else int(batch), shape)  # verify's largest random batch
 
 
 def _scratch_beside(out: Path) -> Path:
     """A private scratch directory in the target's folder (so the final move is a rename)."""
-    from exporters.runtime import printable
+    from netspec.exporters.runtime import printable
 
     if out.parent.exists() and not out.parent.is_dir():
-        raise SpecError.at(None, "-o", f"{printable(out.parent)} is not a directory")
+        raise OptionError.at(None, "-o", f"{printable(out.parent)} is not a directory")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=".netspec-export-", dir=out.parent))
     except OSError as e:
-        raise SpecError.at(None, "-o", f"cannot write into {printable(out.parent)} ({e.strerror or e})") from None
+        raise OptionError.at(None, "-o", f"cannot write into {printable(out.parent)} ({e.strerror or e})") from None
 
 
 def _torch_export(model, example, path: Path, opset: int, batch, large: bool) -> None:
@@ -253,15 +213,8 @@ def _write_metadata(path: Path, source: Source, large: bool) -> None:
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    values = {"netspec.version": netspec.__version__, "netspec.spec_name": source.name,
-              "netspec.spec_sha256": source.spec_sha256, "netspec.input_shape": json.dumps(source.input_shape),
-              "netspec.output": source.output_kind, "netspec.normalize": json.dumps(source.normalize),
-              "netspec.channels": "L" if source.input_shape[0] == 1 else "RGB"}
-    for key, value in (("labels", source.labels), ("mean", source.mean), ("std", source.std)):
-        if value is not None:
-            values[f"netspec.{key}"] = json.dumps(list(value))
     del model.metadata_props[:]
-    for key, value in values.items():
+    for key, value in source.card.export_metadata().items():  # netspec.modelcard: the one serializer
         model.metadata_props.add(key=key, value=value)
     model.doc_string = f"{source.name}, exported by netspec {netspec.__version__}"
     onnx.save(model, str(path))  # external data (if any) stays where it is, referenced by name
@@ -273,12 +226,19 @@ def _check(path: Path) -> None:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as e:  # onnx.checker.ValidationError, shape inference errors
-        raise RunStopped(f"error: the exported model fails onnx.checker: {str(e).splitlines()[0]}") from None
+        raise verification_failed(f"the exported model fails onnx.checker: {str(e).splitlines()[0]}") from None
+
+
+def verification_failed(message: str) -> ExportError:
+    """An exported file that did not verify: exit 1, as a failed test (the file is not kept)."""
+    error = ExportError.at(None, "", message)
+    error.exit_code = 1
+    return error
 
 
 def verify(path: Path, source: Source, batch) -> ExportReport:
     """onnxruntime vs PyTorch: random inputs (two batch sizes when dynamic) and real samples."""
-    from exporters.runtime import MAX_BATCH_BYTES, OnnxModel
+    from netspec.exporters.runtime import MAX_BATCH_BYTES, OnnxModel
 
     runtime = OnnxModel(path, provider="cpu", torch_in_process=True)
     measure = _measure(source)
@@ -293,15 +253,15 @@ def verify(path: Path, source: Source, batch) -> ExportReport:
     random = Agreement(measure, agree, sum(sizes) * measure.per_sample)
     report = ExportReport(path, 0, 0, str(batch), max(diffs), random)
     fitting = max(1, MAX_BATCH_BYTES // (4 * int(np.prod(source.input_shape))))  # huge inputs: fewer samples
-    real = _validation_samples(source, int(batch) if batch != "dynamic" else min(REAL_SAMPLES, fitting))
+    real = _validation_samples(source, int(batch) if batch != "dynamic" else min(REAL_SAMPLES, fitting), report)
     if real is not None:
         report.real_max_abs_diff, real_agree = _compare(runtime, source.model, real)
         report.real_samples = len(real)
         report.real_agreement = Agreement(measure, real_agree, len(real) * measure.per_sample)
     if report.max_abs_diff > PARITY_TOLERANCE or (real is not None and report.real_agreement.fraction < 1.0) \
             or (report.real_max_abs_diff or 0) > PARITY_TOLERANCE:
-        raise RunStopped("error: onnxruntime disagrees with PyTorch: " + "; ".join(report.lines()[2:])
-                         + " — the file was not kept")
+        raise verification_failed("onnxruntime disagrees with PyTorch: " + "; ".join(report.parity_lines())
+                                  + " — the file was not kept")
     return report
 
 
@@ -313,7 +273,7 @@ def _measure(source: Source) -> Measure:
 
 
 def _compare(runtime, model, x: torch.Tensor) -> tuple[float, int]:
-    """max |onnxruntime − torch| and how many of the output's units agree (see exporters.parity)."""
+    """max |onnxruntime − torch| and how many of the output's units agree (see netspec.exporters.parity)."""
     with torch.no_grad():
         expected = model(x).numpy()
     actual = runtime.run(x.numpy())
@@ -326,28 +286,39 @@ def _compare(runtime, model, x: torch.Tensor) -> tuple[float, int]:
     return float(np.nan_to_num(diff, nan=np.inf, posinf=np.inf).max()), measure.agreeing(actual, expected)
 
 
-def _validation_samples(source: Source, count: int) -> torch.Tensor | None:
-    """Real validation images of the run, normalised exactly as in training."""
-    if source.run is None:
-        return None
-    from netspec.preprocess import normalise
-
+def _validation_samples(source: Source, count: int, report: ExportReport) -> torch.Tensor | None:
+    """Real validation images of the run, normalised exactly as in training (netspec.preprocess)."""
     try:
-        data = source.run.validation_data()
-    except SpecError as e:
-        print(f"note: real-sample parity skipped ({e.diagnostics[0].message})")
+        images = source.validation_images(count)
+    except NetspecError as e:
+        report.notes.append(f"real-sample parity skipped ({e.diagnostics[0].message})")
         return None
-    images = data.val.images[:count].numpy() if hasattr(data.val, "images") else \
-        np.stack([data.val[i][0].numpy() for i in range(min(count, len(data.val)))])
-    return torch.from_numpy(normalise(images, source.mean, source.std, source.normalize))
+    if images is None:
+        return None
+    return torch.from_numpy(source.card.preprocessing.apply_(images.astype(np.float32)))
 
 
 def _move_into_place(scratch: Path, out: Path) -> None:
-    from exporters.runtime import printable
+    from netspec.exporters.runtime import printable
 
     for staged in sorted(scratch.iterdir()):
         target = out.parent / staged.name
         try:
             staged.replace(target)
         except OSError as e:  # e.g. -o names a directory (through the API) or a read-only file
-            raise SpecError.at(None, "-o", f"cannot write {printable(target)} ({e.strerror or e})") from None
+            raise OptionError.at(None, "-o", f"cannot write {printable(target)} ({e.strerror or e})") from None
+
+
+# The exporter registry's interface (netspec/exporters/__init__.py); `verify` is defined above.
+NAME, SUFFIX = "onnx", ".onnx"
+
+
+def export(source: Source, out: Path, opset: int = DEFAULT_OPSET, batch: str | int = "dynamic") -> ExportReport:
+    return export_onnx(source, out, opset, batch)
+
+
+def load(path: Path, provider: str = "auto", threads: int | None = None):
+    """The exported file as an onnxruntime session (checked before onnxruntime reads it)."""
+    from netspec.exporters.runtime import OnnxModel
+
+    return OnnxModel(path, provider, threads)

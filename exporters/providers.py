@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from netspec.errors import SpecError, printable
+from netspec.errors import OptionError, printable
 
 PREFERENCE = ("tensorrt", "cuda", "cpu")
 PROVIDER_NAMES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -44,21 +44,21 @@ def gpu_present() -> bool:
 
 def choose_providers(choice: str) -> tuple[list, list[str]]:
     """Providers to ask onnxruntime for, best first, and notes on what `auto` left out.
-    An explicitly requested GPU provider that cannot run here is a SpecError naming `--provider`."""
+    An explicitly requested GPU provider that cannot run here is a OptionError naming `--provider`."""
     import onnxruntime as ort
 
     if choice not in ("auto", *PREFERENCE):
-        raise SpecError.at(None, "--provider", f"unknown provider `{printable(choice[:40])}`",
+        raise OptionError.at(None, "--provider", f"unknown provider `{printable(choice[:40])}`",
                            "one of auto, tensorrt, cuda, cpu")
     available, gpu = set(ort.get_available_providers()), gpu_present()
     if choice != "auto" and choice != "cpu":
         full = PROVIDER_NAMES[choice]
         if full not in available:
-            raise SpecError.at(None, "--provider", f"`{choice}` is not built into this onnxruntime "
+            raise OptionError.at(None, "--provider", f"`{choice}` is not built into this onnxruntime "
                                f"(it has {', '.join(sorted(available))})",
                                "install onnxruntime-gpu, or use --provider auto or cpu")
         if not gpu:
-            raise SpecError.at(None, "--provider", f"`{choice}` needs an NVIDIA GPU and there is none here "
+            raise OptionError.at(None, "--provider", f"`{choice}` needs an NVIDIA GPU and there is none here "
                                "(no /dev/nvidia* device)", "--provider auto runs on the best one present, here the CPU")
     # TensorRT hands the nodes it cannot take to CUDA, and either GPU provider hands the rest to the CPU.
     order = {"auto": PREFERENCE, "tensorrt": PREFERENCE, "cuda": ("cuda", "cpu"), "cpu": ("cpu",)}[choice]
@@ -118,8 +118,8 @@ def open_session(choice: str, make_session) -> tuple[object, list[str]]:
         return session, notes
 
 
-def _not_started(choice: str, provider: str, reason: str) -> SpecError:
-    return SpecError.at(None, "--provider", f"`{choice}`: onnxruntime could not start {provider} "
+def _not_started(choice: str, provider: str, reason: str) -> OptionError:
+    return OptionError.at(None, "--provider", f"`{choice}`: onnxruntime could not start {provider} "
                         f"({printable(reason)[:300]})", "--provider auto falls back to the next provider")
 
 

@@ -3,7 +3,7 @@
 A model file may come from anyone: before onnxruntime sees it, it must be a regular file within
 protobuf's 2 GiB with external data only inside its own folder, and netspec's metadata (JSON in
 `metadata_props`) is checked for types, lengths and sizes — a bad field is an error naming the
-file and the field, never garbage or a 10^10-pixel resize.
+file and the field (netspec.modelcard reads it), never garbage or a 10^10-pixel resize.
 
 The full graph optimisation level is used (the NCHWc layout transform only runs there).
 When PyTorch shares the process (export parity, bench), ORT's thread spinning is turned off
@@ -17,23 +17,17 @@ from __future__ import annotations
 import json
 import math
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from exporters.providers import GPU_PROVIDERS, gpu_present, open_session  # noqa: F401 (gpu_present: for bench)
-from netspec.errors import SpecError, printable  # noqa: F401 (re-exported for infer, bench, cli)
+from netspec.errors import ModelFileError, NetspecError, OptionError, printable  # noqa: F401 (printable: for infer, cli)
+from netspec.exporters.providers import GPU_PROVIDERS, gpu_present, open_session  # noqa: F401 (gpu_present: for bench)
+from netspec.modelcard import EXPORT_PREFIX, ModelCard, dims
 from netspec.progress import plural
 from netspec.reading import open_regular
 
-OUTPUT_KINDS = ("logits", "log_probs", "probs")
-
 MAX_MODEL_BYTES = 2**31 - 1  # protobuf cannot encode more; bigger weights live in external data
-MAX_METADATA_CHARS = 4 * 2**20  # one netspec.* value: 100,000 labels fit, a JSON bomb does not
-MAX_INPUT_SIDE = 16_384  # H and W of a model's input (ImageNet models take 224)
-MAX_INPUT_CHANNELS = 64  # C of a model's input (images have 1 or 3)
-MAX_INPUT_ELEMENTS = 3 * 8192 * 8192  # C×H×W of one sample: an 8192² RGB image, 768 MiB as float32
 MAX_BATCH_BYTES = 2**31  # one float32 batch bench or export allocates: 2 GiB
 
 
@@ -44,138 +38,12 @@ def json_text(value) -> str:
     return "".join(ch if ch.isprintable() or ch == "\n" else json.dumps(ch)[1:-1] for ch in text)
 
 
-@dataclass
-class ModelInfo:
-    """What the exported file says about itself (netspec writes it into metadata_props)."""
-
-    name: str = "model"
-    input_shape: list = field(default_factory=list)  # C, H, W (or F); None where the graph leaves it open
-    labels: list[str] | None = None
-    mean: list[float] | None = None
-    std: list[float] | None = None
-    normalize: bool = False
-    channels: str = "RGB"
-    output: str = "logits"  # logits | log_probs | probs (what the last layer gives)
-
-    @classmethod
-    def from_metadata(cls, meta: dict[str, str], graph_shape: list, classes: int | None,
-                      where: str = "model") -> "ModelInfo":
-        """Validated metadata; `graph_shape` is the graph's input without the batch (None: open),
-        `classes` its output width when fixed. A bad field raises SpecError naming it."""
-        check = _Metadata(meta, where)
-        shape = check.input_shape(graph_shape)
-        channels = shape[0] if len(shape) == 3 else None
-        labels = check.list_of("labels", str, "text")
-        # Fewer labels than scores is fine (a dataset may have fewer classes than the spec has
-        # outputs; the rest show as indices); more means the file does not describe this graph.
-        if labels is not None and classes is not None and len(labels) > classes:
-            raise check.problem("labels", f"has {len(labels)} entries, the model gives {classes} scores")
-        mean = check.list_of("mean", (int, float), "numbers", channels)
-        std = check.list_of("std", (int, float), "numbers", channels)
-        if std is not None and not all(s > 0 for s in std):
-            raise check.problem("std", f"every std must be > 0, got {_show(std)}")
-        normalize = check.json("normalize", False)
-        if not isinstance(normalize, bool):
-            raise check.problem("normalize", f"expected true or false, got {_show(normalize)}")
-        if normalize and (mean is None or std is None):
-            raise check.problem("normalize", "is true but `netspec.mean` or `netspec.std` is missing")
-        default_mode = "L" if channels == 1 else "RGB"
-        return cls(name=check.text("spec_name", "model"), input_shape=shape, labels=labels, mean=mean, std=std,
-                   normalize=normalize, output=check.choice("output", OUTPUT_KINDS, "logits"),
-                   channels=check.choice("channels", ("L", "RGB"), default_mode))
-
-    def label(self, index: int) -> str:
-        return self.labels[index] if self.labels and index < len(self.labels) else str(index)
-
-
-class _Metadata:
-    """Reads netspec.* fields out of metadata_props, raising errors that name the file and field."""
-
-    def __init__(self, meta: dict[str, str], where: str):
-        self.meta, self.where = meta, where
-
-    def problem(self, key: str, message: str) -> SpecError:
-        return SpecError.at(None, self.where, f"metadata `netspec.{key}`: {message}",
-                            "this file was not written by `netspec export`, or was edited since")
-
-    def text(self, key: str, default: str) -> str:
-        value = self.meta.get(f"netspec.{key}", default)
-        if len(value) > MAX_METADATA_CHARS:
-            raise self.problem(key, f"{len(value):,} characters; the limit is {MAX_METADATA_CHARS:,}")
-        return value
-
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.text(key, default)
-        if value not in choices:
-            raise self.problem(key, f"expected one of {', '.join(choices)}, got `{printable(value[:40])}`")
-        return value
-
-    def json(self, key: str, default=None):
-        if f"netspec.{key}" not in self.meta:
-            return default
-        try:
-            return json.loads(self.text(key, ""))
-        except (ValueError, RecursionError) as e:  # RecursionError: [[[[…]]]] nested 10^6 deep
-            raise self.problem(key, f"not valid JSON ({printable(str(e))[:80]})") from None
-
-    def list_of(self, key: str, kinds, what: str, length: int | None = None):
-        value = self.json(key)
-        if value is None:
-            return None
-        if not isinstance(value, list) or not all(isinstance(v, kinds) and not isinstance(v, bool) for v in value):
-            raise self.problem(key, f"expected a list of {what}, got {_show(value)}")
-        if length is not None and len(value) != length:
-            raise self.problem(key, f"has {len(value)} entries, the model has {length}")
-        if kinds != str and not all(math.isfinite(v) for v in value):
-            raise self.problem(key, f"expected finite numbers, got {_show(value)}")
-        return value
-
-    def input_shape(self, graph_shape: list) -> list:
-        value = self.json("input_shape")
-        if value is None:
-            value = graph_shape
-        elif not (isinstance(value, list) and len(value) in (1, 3)
-                  and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in value)):
-            raise self.problem("input_shape", f"expected [C, H, W] or [N] of positive integers, "
-                                              f"got {_show(value)}")
-        elif len(value) != len(graph_shape) or any(g is not None and g != d for g, d in zip(graph_shape, value)):
-            raise self.problem("input_shape", f"says {_dims(value)} but the graph's input is {_dims(graph_shape)}")
-        problem = input_size_problem(value)
-        if problem:
-            raise self.problem("input_shape", problem)
-        return value
-
-
-def input_size_problem(shape: list) -> str | None:
-    """Why an input shape (without the batch; None = open) is beyond the documented bounds."""
-    if len(shape) == 3:
-        channels, height, width = shape
-        if channels is not None and channels > MAX_INPUT_CHANNELS:
-            return f"{_dims(shape)} has {channels:,} channels; the limit is {MAX_INPUT_CHANNELS}"
-        if any(d is not None and d > MAX_INPUT_SIDE for d in (height, width)):
-            return f"{_dims(shape)} has a side above {MAX_INPUT_SIDE:,}"
-    values = math.prod(d for d in shape if d is not None)
-    if values > MAX_INPUT_ELEMENTS:
-        return f"{_dims(shape)} is {values:,} values per sample; the limit is {MAX_INPUT_ELEMENTS:,}"
-    return None
-
-
 def check_batch_memory(flag: str, batch: int, shape: list) -> None:
     """A float32 batch of `shape` samples must fit MAX_BATCH_BYTES (refused before allocating)."""
     size = batch * math.prod(shape) * 4
     if size > MAX_BATCH_BYTES:
-        raise SpecError.at(None, flag, f"a batch of {batch:,} inputs of {_dims(shape)} is {size / 2**30:.1f} GiB "
+        raise OptionError.at(None, flag, f"a batch of {batch:,} inputs of {dims(shape)} is {size / 2**30:.1f} GiB "
                            f"as float32; the limit is {MAX_BATCH_BYTES / 2**30:g} GiB", "use a smaller batch")
-
-
-def _dims(shape) -> str:
-    return printable("×".join("?" if d is None else str(d) for d in shape))[:80]
-
-
-def _show(value) -> str:
-    """A short, escaped rendering of a metadata value for an error message."""
-    text = str(value)
-    return printable(text[:80]) + ("…" if len(text) > 80 else "")
 
 
 def read_model_file(path: Path) -> tuple[object, bytes]:
@@ -187,25 +55,26 @@ def read_model_file(path: Path) -> tuple[object, bytes]:
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise SpecError.at(None, "model", f"{where}: no such file") from None
+        raise ModelFileError.at(None, "model", f"{where}: no such file") from None
     except OSError as e:
-        raise SpecError.at(None, "model", f"{where}: cannot read it ({e.strerror})") from None
+        raise ModelFileError.at(None, "model", f"{where}: cannot read it ({e.strerror})") from None
     if stat.S_ISDIR(info.st_mode):
-        raise SpecError.at(None, "model", f"{where} is a directory, not a run directory (no config.json)",
-                           "give the .onnx file written by `netspec export`, or the run directory it was exported into")
+        raise ModelFileError.at(None, "model", f"{where} is a directory, not a run directory (no config.json)",
+                                "give the .onnx file written by `netspec export`, "
+                                "or the run directory it was exported into")
     if not stat.S_ISREG(info.st_mode):
-        raise SpecError.at(None, "model", f"{where} is not a regular file")
+        raise ModelFileError.at(None, "model", f"{where} is not a regular file")
     if info.st_size > MAX_MODEL_BYTES:
-        raise SpecError.at(None, "model", f"{where} is {info.st_size:,} bytes; an ONNX file holds at most "
-                           f"{MAX_MODEL_BYTES:,} (larger weights go to external data)")
+        raise ModelFileError.at(None, "model", f"{where} is {info.st_size:,} bytes; an ONNX file holds at most "
+                                f"{MAX_MODEL_BYTES:,} (larger weights go to external data)")
     try:
         with open_regular(path) as file:  # non-blocking open + fstat: swapped for a FIFO since the stat, it cannot hang
             data = file.read(MAX_MODEL_BYTES + 1)
         model = onnx.ModelProto.FromString(data)
     except OSError as e:
-        raise SpecError.at(None, "model", f"{where}: cannot read it ({e.strerror})") from None
+        raise ModelFileError.at(None, "model", f"{where}: cannot read it ({e.strerror})") from None
     except (DecodeError, RuntimeError, ValueError) as e:  # RuntimeError: protobuf's nesting limit
-        raise SpecError.at(None, "model", f"{where} is not a loadable ONNX model ({printable(e)[:120]})") from None
+        raise ModelFileError.at(None, "model", f"{where} is not a loadable ONNX model ({printable(e)[:120]})") from None
     return model, data
 
 
@@ -221,7 +90,8 @@ def check_external_data(model, path: Path) -> bool:
             entries = {e.key: e.value for e in tensor.external_data}
             problem = _external_problem(folder, entries.get("location", ""), entries)
             if problem:
-                raise SpecError.at(None, printable(path), f"tensor `{printable(tensor.name)[:80]}`: {problem[0]}", problem[1])
+                raise ModelFileError.at(None, printable(path),
+                                        f"tensor `{printable(tensor.name)[:80]}`: {problem[0]}", problem[1])
     return external
 
 
@@ -267,7 +137,7 @@ def _tensors_of(graph, functions=()):
 
 
 class OnnxModel:
-    """An onnxruntime session plus the model's metadata; `run` takes float32 N×C×H×W."""
+    """An onnxruntime session plus the model's card (`card`, from its metadata); `run` takes float32 N×C×H×W."""
 
     def __init__(self, path: Path, provider: str = "auto", threads: int | None = None, torch_in_process: bool = False):
         import onnxruntime as ort
@@ -287,12 +157,13 @@ class OnnxModel:
         model = str(path) if external else data  # the bytes just checked, unless external data lies beside the file
         try:
             self.session, self.notes = open_session(
-                provider, lambda providers, **kw: ort.InferenceSession(model, options, providers=providers, **kw))
-        except SpecError:
+                provider, lambda providers, **kw: ort.InferenceSession(model, options, providers=providers, **kw))  # noqa: F821 (del below: never called after)
+        except NetspecError:
             raise
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/… types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SpecError.at(None, "model", f"{self.where} is not a loadable ONNX model ({printable(first)[:200]})") from None
+            raise ModelFileError.at(None, "model", f"{self.where} is not a loadable ONNX model "
+                                    f"({printable(first)[:200]})") from None
         del data, model
         self.provider = self.session.get_providers()[0]
         self._read_signature(proto)
@@ -301,25 +172,25 @@ class OnnxModel:
         """The one float input N×C×H×W (or N×F), the first output, and the validated metadata."""
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or not outputs:
-            raise SpecError.at(None, self.where, f"the model takes {plural(len(inputs), 'input')} and gives "
-                               f"{plural(len(outputs), 'output')}; a netspec model takes one and gives one")
+            raise ModelFileError.at(None, self.where, f"the model takes {plural(len(inputs), 'input')} and gives "
+                                    f"{plural(len(outputs), 'output')}; a netspec model takes one and gives one")
         shape = inputs[0].shape if isinstance(inputs[0].shape, list) else []
         if inputs[0].type != "tensor(float)" or len(shape) not in (2, 4):
-            raise SpecError.at(None, self.where, f"the model's input is {printable(inputs[0].type)} of rank "
-                               f"{len(shape)}; netspec models take float N×C×H×W or N×F")
+            raise ModelFileError.at(None, self.where, f"the model's input is {printable(inputs[0].type)} of rank "
+                                    f"{len(shape)}; netspec models take float N×C×H×W or N×F")
         if not outputs[0].type.startswith("tensor(float") and outputs[0].type != "tensor(double)":
-            raise SpecError.at(None, self.where, f"the model gives {printable(outputs[0].type)}; expected floats")
-        dims = [d if isinstance(d, int) and d > 0 else None for d in shape]
+            raise ModelFileError.at(None, self.where, f"the model gives {printable(outputs[0].type)}; expected floats")
+        sizes = [d if isinstance(d, int) and d > 0 else None for d in shape]
         out = outputs[0].shape if isinstance(outputs[0].shape, list) else []
         classes = out[1] if len(out) == 2 and isinstance(out[1], int) and out[1] > 0 else None
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
-        self.fixed_batch = dims[0]
+        self.fixed_batch = sizes[0]
         meta: dict[str, str] = {}
         for prop in proto.metadata_props:
-            if prop.key.startswith("netspec.") and prop.key in meta:
-                raise SpecError.at(None, self.where, f"metadata `{printable(prop.key)}` is given twice")
+            if prop.key.startswith(EXPORT_PREFIX) and prop.key in meta:
+                raise ModelFileError.at(None, self.where, f"metadata `{printable(prop.key)}` is given twice")
             meta[prop.key] = prop.value
-        self.info = ModelInfo.from_metadata(meta, dims[1:], classes, self.where)
+        self.card = ModelCard.from_export_metadata(meta, sizes[1:], classes, self.where)
 
     @property
     def on_gpu(self) -> bool:
@@ -353,7 +224,8 @@ class OnnxModel:
             if not type(e).__module__.startswith("onnxruntime"):
                 raise
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SpecError.at(None, self.where, f"onnxruntime cannot run the model ({printable(first)[:200]})") from None
+            raise ModelFileError.at(None, self.where,
+                                    f"onnxruntime cannot run the model ({printable(first)[:200]})") from None
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -8,9 +8,10 @@ Nothing imported here pulls in torch: `check` is pure Python.
 """
 
 from netspec.errors import SpecError
-from netspec.infer import check
-from netspec.report import Report
-from netspec.spec import Spec, load, loads
+from netspec.lang.ir import Spec
+from netspec.lang.spec import load, loads
+from netspec.shapes.inference import check
+from netspec.shapes.report import Report
 
 __version__ = "0.1.0"
 
@@ -18,10 +19,10 @@ __all__ = ["SpecError", "Spec", "Report", "load", "loads", "check", "__version__
 
 
 def build(spec):
-    """Build the torch.nn.Module for a spec (a `Spec` or a path); imports torch on first use."""
-    from netspec.compiler import build as build_module
+    """Build the torch.nn.Module for a spec (a `Spec` or a path, loaded here); imports torch on first use."""
+    from netspec.compile.compiler import build as build_module
 
-    return build_module(spec)
+    return build_module(spec if isinstance(spec, Spec) else load(spec))
 
 
 __all__.append("build")

@@ -1,8 +1,9 @@
 """User-facing errors: one GCC-style line per problem, plus an optional hint.
 
-Library code raises `SpecError`; the CLI formats it in one place (`cli.py`) and exits 2.
+Library code raises a `NetspecError` of the right kind (spec, data, model file, run, export,
+option); the CLI formats it in one place (`netspec/cli.py`) and exits 2.
 A layer's shape rule raises a plain `ShapeError` without any location: the graph walker
-(`netspec.infer`) adds `file:line:col` and the macro chain once, as ONNX shape inference does.
+(`netspec.shapes.inference`) adds `file:line:col` and the macro chain once, as ONNX shape inference does.
 """
 
 from __future__ import annotations
@@ -82,8 +83,16 @@ MAX_ERRORS_SHOWN = 50
 MAX_ERRORS_COLLECTED = 500
 
 
-class SpecError(Exception):
-    """One or more problems in a spec (or in CLI input); exit code 2."""
+class NetspecError(Exception):
+    """A problem with what the user gave netspec, as one or more diagnostics; exit code 2.
+
+    Raised by kind (`SpecError`, `DataError`, `ModelFileError`, `RunError`, `ExportError`,
+    `OptionError`) so a caller can tell a bad spec from a bad dataset; the CLI formats all of
+    them in one place (netspec/cli.py) the same way.
+    """
+
+    kind = "input"
+    exit_code = 2
 
     def __init__(self, diagnostics: Iterable[Diagnostic], partial_report=None):
         self.diagnostics = _dedupe(diagnostics)
@@ -92,7 +101,7 @@ class SpecError(Exception):
         super().__init__(self.format())
 
     @classmethod
-    def at(cls, mark: Mark | None, where: str, message: str, hint: str | None = None) -> "SpecError":
+    def at(cls, mark: Mark | None, where: str, message: str, hint: str | None = None):
         return cls([Diagnostic(mark, where, message, hint)])
 
     def format(self) -> str:
@@ -104,6 +113,42 @@ class SpecError(Exception):
                 more += f" (checking stopped after {MAX_ERRORS_COLLECTED:,}; fix these and run it again)"
             lines.append(more)
         return "\n".join(lines)
+
+
+class SpecError(NetspecError):
+    """A problem in a spec file (or in a `--set`/`--input` override of it)."""
+
+    kind = "spec"
+
+
+class DataError(NetspecError):
+    """A dataset that cannot be used as given (missing, damaged, refused, or not matching the spec)."""
+
+    kind = "data"
+
+
+class ModelFileError(NetspecError):
+    """A model file (ONNX, weights) that cannot be read or does not describe itself correctly."""
+
+    kind = "model file"
+
+
+class RunError(NetspecError):
+    """A run directory that cannot be used: not a run, locked by another process, damaged."""
+
+    kind = "run"
+
+
+class ExportError(NetspecError):
+    """An export that cannot be written, or whose file did not verify (no file is left)."""
+
+    kind = "export"
+
+
+class OptionError(NetspecError):
+    """A command-line option's value that netspec refuses (named by the option)."""
+
+    kind = "option"
 
 
 class ShapeError(ValueError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -57,7 +58,8 @@ def open_image(path: Path) -> Iterator[Image.Image]:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"too large to decode safely (Pillow: {printable(e, 120)})") from None
     except OSError as e:
-        raise ImageError(printable(e.strerror, 120) if e.strerror else f"{type(e).__name__}: {printable(e, 120)}") from None
+        raise ImageError(printable(e.strerror, 120) if e.strerror
+                         else f"{type(e).__name__}: {printable(e, 120)}") from None
     except Exception as e:  # Pillow raises SyntaxError, ValueError, struct.error... for broken files
         raise ImageError(f"{type(e).__name__}: {printable(e, 120)}") from None
 
@@ -69,9 +71,20 @@ def read_image(path: Path, channels: int, height: int, width: int) -> np.ndarray
 
 
 def mode_for(channels: int) -> str:
+    """The Pillow mode an image is converted to for a `channels`-channel input (1 or 3 only)."""
     if channels not in MODES:
         raise ValueError(f"images have 1 (grayscale) or 3 (RGB) channels, not {channels}")
     return MODES[channels]
+
+
+def channel_mode(channels: int | None) -> str:
+    """The image mode a model card names for an input of `channels` channels: L for one, RGB
+    otherwise (the one place this is decided; fit_image refuses anything but 1 or 3)."""
+    return "L" if channels == 1 else "RGB"
+
+
+def channels_of(mode: str) -> int:
+    return 1 if mode == "L" else 3
 
 
 def fit_image(image: Image.Image, channels: int, height: int, width: int) -> np.ndarray:
@@ -91,9 +104,38 @@ def array_to_image(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array))
 
 
+@dataclass(frozen=True)
+class Normalisation:
+    """How uint8 pixels become a model's input: scaled to [0, 1], then (x − mean) / std per
+    channel when `enabled`. Computed as x · scale − shift with scale = 1 / (255 · std) and
+    shift = mean / std in float32: the same operations for numpy arrays (inference, export
+    parity) and torch tensors (training and evaluation batches), so all see the same values."""
+
+    mean: tuple | list | None
+    std: tuple | list | None
+    enabled: bool = True
+
+    def coefficients(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """float32 (scale, shift) shaped 1×C×1×1, or None when not normalised."""
+        if not self.enabled:
+            return None
+        std = np.asarray(self.std, np.float32).reshape(1, -1, 1, 1)
+        mean = np.asarray(self.mean, np.float32).reshape(1, -1, 1, 1)
+        return np.float32(1) / (np.float32(255) * std), mean / std
+
+    def apply_(self, x, coefficients=None):
+        """Normalise float32 pixels 0–255 in place: a numpy array, or a torch tensor with
+        `coefficients` already on its device (Batches makes them once)."""
+        coefficients = self.coefficients() if coefficients is None else coefficients
+        if coefficients is None or not self.enabled:
+            x /= 255
+        else:
+            scale, shift = coefficients
+            x *= scale
+            x -= shift
+        return x
+
+
 def normalise(images: np.ndarray, mean, std, enabled: bool = True) -> np.ndarray:
     """uint8 N×C×H×W → float32 in [0, 1], then (x − mean) / std per channel as in training."""
-    x = images.astype(np.float32) / 255.0
-    if enabled:
-        x = (x - np.asarray(mean, np.float32).reshape(1, -1, 1, 1)) / np.asarray(std, np.float32).reshape(1, -1, 1, 1)
-    return x
+    return Normalisation(mean, std, enabled).apply_(images.astype(np.float32))

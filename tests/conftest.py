@@ -56,13 +56,12 @@ class CliResult:
 @pytest.fixture
 def cli(capsys, monkeypatch):
     """Run `netspec ARGS...` in this process; returns exit code, stdout and stderr."""
-    import cli as cli_module
+    from netspec import cli as cli_module
 
     def run(*args: str, cwd: Path | None = None) -> CliResult:
         if cwd is not None:
             monkeypatch.chdir(cwd)
         capsys.readouterr()
-        cli_module._state["debug"] = False
         code = cli_module.main([str(a) for a in args])
         captured = capsys.readouterr()
         return CliResult(code, captured.out, captured.err)

@@ -9,7 +9,7 @@ import torch
 from torch import fx, nn
 
 import netspec
-from netspec.modules import Residual
+from netspec.compile.modules import Residual
 from tests.conftest import SPECS, spec_files
 
 SMALL_INPUT = {"imagenet": [3, 64, 64]}  # keep the suite fast; every imagenet spec accepts it
@@ -127,7 +127,8 @@ def test_bad_init_is_a_spec_error(text, message):
 
 def test_fan_initializer_on_a_vector_weight_points_at_the_layer():
     with pytest.raises(netspec.SpecError) as info:
-        netspec.build(netspec.loads("name: b\ninput: [3, 8, 8]\nlayers:\n  - bn:\n    init: kaiming_normal\n", "b.yaml"))
+        netspec.build(netspec.loads("name: b\ninput: [3, 8, 8]\nlayers:\n  - bn:\n    init: kaiming_normal\n",
+                                    "b.yaml"))
     assert str(info.value).startswith("b.yaml:4:5: error: layers[0] bn init: `kaiming_normal` needs a weight")
 
 
@@ -137,7 +138,7 @@ def test_symbolic_input_cannot_be_built():
 
 
 def test_the_documented_init_example_builds():
-    from netspec.docgen.guide import INIT_SPEC
+    from netspec.cli.docgen.guide import INIT_SPEC
 
     model = netspec.build(netspec.loads(INIT_SPEC, "init_demo.yaml"))
     assert torch.all(model.residual3.body.bn1.weight == 0)
@@ -165,7 +166,7 @@ class SeedSELayer(nn.Module):
 
 
 def test_se_matches_the_seed_selayer():
-    from netspec.weights import load_torchvision
+    from netspec.compile.weights import load_torchvision
 
     torch.manual_seed(0)
     seed = SeedSELayer(64, 16)
@@ -181,3 +182,21 @@ def test_node_names_that_are_module_attributes_still_build():
         "  - relu:\n    name: graph\n  - conv: {out: 4, kernel: 1}\n    from: graph\n", "n.yaml"))
     assert model(torch.randn(1, 3, 8, 8)).shape == (1, 4, 6, 6)
     assert [n for n, _ in model.named_children()] == ["forward_", "graph_", "conv2"]
+
+
+def test_the_compiler_maps_every_inferred_node_to_its_module():
+    from netspec.compile.compiler import build_with_report, compile_model
+    from netspec.lang.ir import walk
+
+    spec = netspec.load(SPECS / "imagenet" / "resnet18.yaml", input="3x64x64")  # `shortcut: auto` blocks
+    written = list(walk(spec.root))
+    report = netspec.check(spec)
+    assert list(walk(spec.root)) == written  # inference keys results by node; it never edits the IR
+    model, modules = compile_model(spec, report)
+    nodes = list(report.walk())
+    assert nodes[0] is spec.root and modules[spec.root] is model
+    assert set(modules) == set(nodes) == set(report.shapes)
+    assert set(written) < set(nodes)  # plus the `shortcut: auto` projections inference made
+    projections = [report.shapes[n].shortcut for n in written if report.shapes[n].shortcut is not None]
+    assert projections and all(isinstance(modules[p], nn.Sequential) for p in projections)
+    assert build_with_report(spec, report)[1] is report  # a report the caller has is used, not re-checked

@@ -16,9 +16,9 @@ the reference means "torch rejects it".
 The property, for every generated spec:
 
 * `check` accepts  ⇔  the reference runs;
-* accepted: `build_with_report` succeeds; the model runs forward and backward on a real
-  tensor; for every node of `report.tree` the static `output` equals the runtime output shape
-  of its `.module` (forward hooks, batch stripped); every node's static shape equals the
+* accepted: `compile_model` succeeds; the model runs forward and backward on a real
+  tensor; for every node of `report.walk()` the static `output` equals the runtime output shape
+  of its module (forward hooks, batch stripped); every node's static shape equals the
   reference's; params, trainable params, buffers and MACs equal what torch counts;
 * rejected: `netspec.build` raises `netspec.SpecError` (and nothing else).
 
@@ -38,7 +38,6 @@ are pinned as regression tests, one each, in `FOUND` at the end of this file.
 
 from __future__ import annotations
 
-
 import pytest
 from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis.errors import InvalidArgument
@@ -47,32 +46,35 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import netspec  # noqa: E402
-from netspec.compiler import build_with_report  # noqa: E402
+from netspec.compile.compiler import compile_model  # noqa: E402
+from tests.property.generate import BATCH, DERANDOMIZE, MAX_EXAMPLES, item, specs, to_yaml  # noqa: E402
+from tests.property.reference import reference  # noqa: E402
 
-from tests.property.generate import BATCH, DERANDOMIZE, MAX_EXAMPLES, item, specs, to_yaml
-from tests.property.reference import reference
 
-def compare_tree(seq, records, where="layers"):
+def compare_tree(report, seq, records, where="layers"):
     """netspec's static shape of every node against the reference's runtime shape."""
-    assert len(seq.children) == len(records), f"{where}: {len(seq.children)} nodes, reference has {len(records)}"
-    for i, (node, record) in enumerate(zip(seq.children, records)):
-        here = f"{where}[{i}] {node.node.kind}"
-        assert tuple(node.output) == record.shape, f"{here}: netspec {node.output}, torch {record.shape}"
+    items = seq.children()
+    assert len(items) == len(records), f"{where}: {len(items)} nodes, reference has {len(records)}"
+    for i, (node, record) in enumerate(zip(items, records)):
+        here = f"{where}[{i}] {node.kind}"
+        shapes = report.shapes[node]
+        assert tuple(shapes.output) == record.shape, f"{here}: netspec {shapes.output}, torch {record.shape}"
         if record.children is not None:
-            compare_tree(node, record.children, f"{here} (repeat)")
+            compare_tree(report, node, record.children, f"{here} (repeat)")
         if record.body is not None:
-            compare_tree(node.children[0], record.body, f"{here}.body")
+            compare_tree(report, node.body, record.body, f"{here}.body")
+            shortcut = shapes.shortcut
             if record.shortcut is None:
-                assert node.shortcut is None, f"{here}: netspec projects, torchvision's rule gives identity"
+                assert shortcut is None, f"{here}: netspec projects, torchvision's rule gives identity"
             elif isinstance(record.shortcut, tuple):
-                assert node.shortcut is not None, f"{here}: netspec uses identity, torchvision's rule projects"
-                assert tuple(node.shortcut.output) == record.shortcut, f"{here}.shortcut"
+                assert shortcut is not None, f"{here}: netspec uses identity, torchvision's rule projects"
+                assert tuple(report.shapes[shortcut].output) == record.shortcut, f"{here}.shortcut"
             else:
-                compare_tree(node.shortcut, record.shortcut, f"{here}.shortcut")
+                compare_tree(report, shortcut, record.shortcut, f"{here}.shortcut")
         if record.paths is not None:
-            assert len(node.children) == len(record.paths)
-            for j, (path, path_records) in enumerate(zip(node.children, record.paths)):
-                compare_tree(path, path_records, f"{here}.paths[{j}]")
+            assert len(node.paths) == len(record.paths)
+            for j, (path, path_records) in enumerate(zip(node.paths, record.paths)):
+                compare_tree(report, path, path_records, f"{here}.paths[{j}]")
 
 
 def runtime_macs(model, x) -> int:
@@ -130,13 +132,15 @@ def check_property(spec):
     say(f"netspec accepts: output {report.output}")
     assert ref_output is not None, f"netspec accepts a network torch rejects: {ref_records!r}"
 
-    model, report = build_with_report(netspec.loads(text, "prop.yaml"))
+    loaded = netspec.loads(text, "prop.yaml")
+    report = netspec.check(loaded)
+    model, modules = compile_model(loaded, report)
     seen: dict[int, list[tuple]] = {}
-    nodes = list(report.tree.walk())
+    nodes = list(report.walk())
     handles = []
     for index, node in enumerate(nodes):
-        assert node.module is not None, f"{node.node.kind}: no module"
-        handles.append(node.module.register_forward_hook(
+        assert modules.get(node) is not None, f"{node.kind}: no module"
+        handles.append(modules[node].register_forward_hook(
             lambda module, inputs, output, index=index: seen.setdefault(index, []).append(tuple(output.shape))))
     x = torch.randn(BATCH, *spec["input"], requires_grad=True)
     model.train()
@@ -149,11 +153,12 @@ def check_property(spec):
     assert tuple(report.output) == ref_output
     for index, node in enumerate(nodes):
         shapes = seen.get(index)
-        assert shapes, f"{node.node.kind}: module never ran"
+        assert shapes, f"{node.kind}: module never ran"
+        static = report.shapes[node].output
         for shape in shapes:
-            assert shape[0] == BATCH and shape[1:] == tuple(node.output), \
-                f"{node.node.kind}: static {node.output}, runtime {shape[1:]}"
-    compare_tree(report.tree, ref_records)
+            assert shape[0] == BATCH and shape[1:] == tuple(static), \
+                f"{node.kind}: static {static}, runtime {shape[1:]}"
+    compare_tree(report, report.root, ref_records)
 
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

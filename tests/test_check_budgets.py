@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 import netspec
-from netspec import expand, symbolic as sym
-from netspec.constraints import MAX_PERIOD
 from netspec.errors import MAX_ERRORS_COLLECTED, MAX_ERRORS_SHOWN
-from netspec.exprs import MAX_MAGNITUDE, MAX_TEXT_CHARS
+from netspec.lang import expand
+from netspec.lang.exprs import MAX_MAGNITUDE, MAX_TEXT_CHARS
+from netspec.shapes import symbolic as sym
+from netspec.shapes.constraints import MAX_PERIOD
 from tests.conftest import ROOT
 
 STRIDE = 10**12
@@ -32,7 +33,7 @@ _CHILD = """
 import sys, time
 sys.path.insert(0, {root!r})
 start = time.process_time()
-import cli
+from netspec import cli
 code = cli.main(sys.argv[1:])
 sys.stderr.write(f"\\nELAPSED {{time.process_time() - start:.3f}}\\n")
 sys.exit(code)
@@ -144,7 +145,8 @@ def count_built_layers(monkeypatch) -> list[int]:
 def test_nested_repeats_are_counted_before_they_are_built(tmp_path, monkeypatch):
     built = count_built_layers(monkeypatch)
     error = load_error(tmp_path, "name: t\ninput: [3, 8, 8]\nblocks:\n  inner:\n    layers:\n      - relu:\n"
-                                 "        repeat: 10000\n  middle:\n    layers:\n      - inner:\n        repeat: 10000\n"
+                                 "        repeat: 10000\n  middle:\n    layers:\n"
+                                 "      - inner:\n        repeat: 10000\n"
                                  "layers:\n  - middle:\n    repeat: 10000\n")
     assert f"more than {expand.MAX_LAYERS:,} layers" in error.format()
     assert built[0] == 0  # 10^12 layers asked for; refused from the YAML alone

@@ -24,7 +24,7 @@ def test_check_never_imports_torch():
     specs = [str(p) for p in spec_files()]
     program = textwrap.dedent(f"""
         import sys, contextlib, io
-        import cli
+        from netspec import cli
         for spec in {specs!r}:
             with contextlib.redirect_stdout(io.StringIO()):
                 assert cli.main(["check", spec]) == 0, spec

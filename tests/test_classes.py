@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from netspec.checkpoint import read_metadata
-from netspec.trainer import train
+from netspec.train.checkpoint import read_metadata
+from netspec.train.loop import train
 
 FOLDER_CLASSES = ("dark", "light", "mid")  # sorted: the order an image folder's classes take
 
@@ -176,8 +176,9 @@ def test_eval_on_another_folder_with_the_same_classes(folder_run, cli, tmp_path)
 def test_weights_whose_labels_do_not_fit_the_outputs_are_damaged(folder_run, cli, tmp_path):
     import shutil
 
-    from netspec.checkpoint import save_weights
     from safetensors.torch import load_file
+
+    from netspec.train.checkpoint import save_weights
 
     run, _, _ = folder_run
     copy = tmp_path / "copy"
@@ -255,8 +256,8 @@ def test_training_and_validation_batches_are_the_one_preprocessing(tmp_path, nor
     from netspec.data.batches import epoch_order
     from netspec.preprocess import normalise
     from netspec.progress import Progress
-    from netspec.trainer import Trainer
-    from netspec.training_setup import prepare
+    from netspec.train.loop import Trainer
+    from netspec.train.setup import prepare
 
     spec = spec_file(tmp_path, MYCNN, "mycnn.yaml")
     setup = prepare(spec, {"data": "digits", "epochs": 1, "batch_size": 32, "augment": {"normalize": normalize}},

@@ -81,7 +81,8 @@ def test_shape_error_prints_table_up_to_the_failing_layer(cli, tmp_path):
                     "  - maxpool: 2\n  - linear: 120\n")
     result = cli("check", spec)
     assert result.code == 2
-    assert result.err.startswith(f"{spec}:6:5: error: layers[2] linear: input has shape 16×12×12, linear needs a vector")
+    assert result.err.startswith(
+        f"{spec}:6:5: error: layers[2] linear: input has shape 16×12×12, linear needs a vector")
     assert "hint: insert `- flatten` before this layer" in result.err
     assert "16×12×12" in result.out and "up to the error" in result.out
     assert "Traceback" not in result.err

@@ -81,10 +81,14 @@ OTHER_CASES = [
     (("bench", LENET, "--batch", "1,²"), "--batch"),
     (("bench", LENET, "--batch", "100000"), "--batch"),
     (("bench", LENET, "--batch", ",".join(["1"] * 17)), "--batch"),
+    (("export", LENET), "choose a format: --onnx"),
+    (("export", LENET, "--format", "tflite"), "--format"),
+    (("export", LENET, "--onnx", "--format", "tflite"), "--format"),
 ]
 
 
-@pytest.mark.parametrize("args, flag", OTHER_CASES, ids=lambda v: " ".join(map(str, v))[:40] if isinstance(v, tuple) else v)
+@pytest.mark.parametrize("args, flag", OTHER_CASES,
+                         ids=lambda v: " ".join(map(str, v))[:40] if isinstance(v, tuple) else v)
 def test_eval_export_infer_bench_options_are_bounded(cli, tmp_path, args, flag):
     result = cli(*(tmp_path if a == "RUN" else a for a in args))
     assert_option_error(result, flag)
@@ -124,3 +128,99 @@ def test_export_below_a_regular_file_is_a_clean_error(cli, tmp_path):
     result = cli("export", tmp_path / "tiny.yaml", "--onnx", "-o", tmp_path / "file" / "tiny.onnx")
     assert_option_error(result, "-o")
     assert "is not a directory" in result.err
+
+
+def test_format_onnx_is_what_onnx_means(cli, tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    by_name = cli("export", tmp_path / "tiny.yaml", "--format", "onnx", "-o", tmp_path / "named.onnx")
+    assert by_name.code == 0, by_name.err
+    both = cli("export", tmp_path / "tiny.yaml", "--onnx", "--format", "onnx", "-o", tmp_path / "both.onnx")
+    assert both.code == 0, both.err
+    assert (tmp_path / "named.onnx").exists() and (tmp_path / "both.onnx").exists()
+
+
+def test_an_unknown_format_names_the_choices(cli):
+    result = cli("export", LENET, "--format", "tflite")
+    assert "unknown format 'tflite'" in result.err and "choose one of: onnx" in result.err
+
+
+# -- train's setting flags are generated from TrainConfig's fields --------------------------------
+
+TODAYS_TRAIN_FLAGS = [
+    "--data", "--data-root", "--epochs", "--batch-size", "--optimizer", "--lr", "--momentum", "--nesterov",
+    "--weight-decay", "--schedule", "--step-size", "--gamma", "--warmup-epochs", "--label-smoothing", "--pad",
+    "--flip", "--normalize", "--seed", "--device", "--amp", "--channels-last", "--compile", "--workers",
+    "--checkpoint-every",
+]
+
+
+def train_options() -> dict:
+    import typer.main
+
+    from netspec.cli import app
+
+    command = typer.main.get_command(app).commands["train"]
+    return {param.opts[0]: param for param in command.params if param.opts[0].startswith("--")}
+
+
+def test_every_setting_has_its_flag_with_the_fields_description():
+    from netspec.train.config import Augment, TrainConfig
+
+    options = train_options()
+    assert [flag for flag in options if flag in TODAYS_TRAIN_FLAGS] == TODAYS_TRAIN_FLAGS
+    assert set(options) - set(TODAYS_TRAIN_FLAGS) == {"--out", "--resume", "--init-from", "--set", "--nproc"}
+    assert options["--batch-size"].help == TrainConfig.model_fields["batch_size"].description
+    assert options["--pad"].help == Augment.model_fields["pad"].description
+    assert options["--optimizer"].help.startswith("sgd|adam|adamw: ")
+    for flag in ("--nesterov", "--flip", "--normalize", "--channels-last", "--compile"):
+        assert options[flag].secondary_opts == ["--no-" + flag[2:]], flag
+    assert all(options[flag].default is None for flag in TODAYS_TRAIN_FLAGS)  # not given: the spec's train:
+
+
+def test_a_new_config_field_is_a_new_flag():
+    from typing import Literal
+
+    from pydantic import Field
+
+    from netspec.cli.train_flags import setting_flags
+    from netspec.train.config import TrainConfig
+
+    class Extended(TrainConfig):
+        ema: Literal["off", "on"] = Field("off", description="keep an average of the weights")
+
+    flag = setting_flags(Extended)[-1]
+    assert (flag.name, flag.kind, flag.help) == ("--ema", str, "off|on: keep an average of the weights")
+
+
+def test_flags_become_settings_with_augment_nested():
+    from netspec.cli.train_flags import settings_given
+
+    assert settings_given({"epochs": 3, "pad": 0, "flip": False, "lr": None}) == {
+        "epochs": 3, "augment": {"pad": 0, "flip": False}}
+
+
+# -- one error formatter, no module state ------------------------------------------------------------
+
+def test_debug_reraises_and_leaves_no_state_behind(cli):
+    from netspec.cli import main
+    from netspec.errors import OptionError
+
+    with pytest.raises(OptionError):
+        main(["--debug", "export", str(LENET)])
+    result = cli("export", LENET)  # the next call in this process does not inherit --debug
+    assert result.code == 2 and "error: export: choose a format" in result.err
+
+
+def test_every_error_kind_is_formatted_alike():
+    from netspec import errors
+    from netspec.cli.failures import describe
+
+    kinds = (errors.SpecError, errors.DataError, errors.ModelFileError, errors.RunError, errors.ExportError,
+             errors.OptionError)
+    for kind in kinds:
+        assert issubclass(kind, errors.NetspecError)
+        assert describe(kind.at(None, "where", "what", "why")) == ("error: where: what\n  hint: why", 2)
+    assert describe(errors.RunStopped("stopped\nkept last.safetensors", 3)) == ("stopped\nkept last.safetensors", 3)
+    assert describe(KeyboardInterrupt()) == ("interrupted", 130)
+    text, status = describe(ZeroDivisionError("x"))
+    assert status == 1 and text.startswith("internal error: ZeroDivisionError: x")

@@ -27,12 +27,20 @@ import pytest
 from PIL import Image
 
 from netspec.data import DataError, load_data
-from netspec.data import files as files_module
 from netspec.data.files import CIFAR10_FILES, MAX_DATA_FILE_BYTES, load_files, read_cifar_batch, read_idx
 from netspec.data.folder import MAX_IMAGE_PIXELS, decode, load_folder
 from netspec.data.pickles import MAX_PICKLE_OPCODES
-from tests.test_data import cifar_rows, dump, make_flat_folder, pattern, rgb, write_cifar10, write_idx, write_mnist, \
-    write_png
+from tests.test_data import (
+    cifar_rows,
+    dump,
+    make_flat_folder,
+    pattern,
+    rgb,
+    write_cifar10,
+    write_idx,
+    write_mnist,
+    write_png,
+)
 
 tv_utils = pytest.importorskip("torchvision.datasets.utils")
 
@@ -162,7 +170,8 @@ HOSTILE_OPCODES = {
                                    b"rot13\x86R.", "_codecs.encode` of something other than text to latin-1"),
     "a structured dtype": (b"\x80\x02" + _global("numpy", "dtype") + b"U\x02u1K\x00K\x01\x87R(K\x03U\x01|N(U\x01a"
                            b"tNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb.", "a structured numpy dtype"),
-    "escape sequence in a name": (b"\x80\x02" + _global("os\x1b[2J", "system" + "x" * 300) + b".", "`os\\x1b[2J.system"),
+    "escape sequence in a name": (b"\x80\x02" + _global("os\x1b[2J", "system" + "x" * 300) + b".",
+                                  "`os\\x1b[2J.system"),
 }
 
 
@@ -180,7 +189,8 @@ def test_hand_written_hostile_pickles_are_refused(tmp_path, name):
 
 def test_array_whose_state_claims_a_huge_shape_is_malformed_not_allocated(tmp_path):
     """The shape comes from the file; only bytes the file really holds are ever used."""
-    dtype = _global("numpy", "dtype") + b"U\x02u1K\x00K\x01\x87R(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+    dtype = (_global("numpy", "dtype") + b"U\x02u1K\x00K\x01\x87R(K\x03U\x01|NNNJ\xff\xff\xff\xff"
+             b"J\xff\xff\xff\xffK\x00tb")
     array = (_global("numpy.core.multiarray", "_reconstruct") + _global("numpy", "ndarray") + b"K\x00\x85U\x01b\x87R"
              b"(K\x01(J\x00\x00\x00\x40J\x00\x0c\x00\x00t" + dtype + b"\x89U\x04abcdtb")  # (2^30, 3072) in 4 bytes
     path = tmp_path / "data_batch_1"
@@ -347,7 +357,8 @@ def test_idx_header_claims_are_refused_before_allocation(tmp_path, dims):
     path.write_bytes(idx_header(2051, *dims))
     tracemalloc.start()
     try:
-        with pytest.raises(DataError, match=r"train-images-idx3-ubyte: its header claims \[.*\], [\d,]+ bytes, more than"):
+        with pytest.raises(DataError,
+                           match=r"train-images-idx3-ubyte: its header claims \[.*\], [\d,]+ bytes, more than"):
             read_idx(path, 2051)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -358,7 +369,8 @@ def test_idx_header_claims_are_refused_before_allocation(tmp_path, dims):
 def test_idx_header_claiming_more_than_the_file_holds(tmp_path):
     path = tmp_path / "t10k-labels-idx1-ubyte"
     path.write_bytes(idx_header(2049, 50_000) + bytes(10))
-    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte is truncated: 18 bytes, its header \[50000\] needs 50008"):
+    with pytest.raises(DataError,
+                       match=r"t10k-labels-idx1-ubyte is truncated: 18 bytes, its header \[50000\] needs 50008"):
         read_idx(path, 2049)
     path.write_bytes(idx_header(2049, 0)[:6])  # cut inside the dimensions
     with pytest.raises(DataError, match=r"is not an IDX label file|is truncated: \d+ bytes, shorter than its header"):
@@ -458,7 +470,8 @@ def test_png_decompression_bomb_is_a_clean_error(tmp_path):
     just_over = root / "dog" / "wide.png"
     bomb.unlink()
     just_over.write_bytes(png_claiming(MAX_IMAGE_PIXELS // 4096 + 1, 4096))
-    with pytest.raises(DataError, match=r"wide\.png: the image is 16385×4096 = 67,112,960 pixels, more than the 67,108,864 netspec decodes"):
+    with pytest.raises(DataError, match=r"wide\.png: the image is 16385×4096 = 67,112,960 pixels, "
+                                        r"more than the 67,108,864 netspec decodes"):
         load_folder(root, (3, 8, 8))
     with pytest.raises(DataError, match=r"wide\.png: the image is 16385×4096 = 67,112,960 pixels, more than"):
         decode(just_over, "RGB", (8, 8))
@@ -470,7 +483,8 @@ def test_pillows_own_bomb_check_is_an_error(tmp_path, monkeypatch, side, kind):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # as if set lower by whoever embeds netspec
     path = tmp_path / "big.png"
     write_png(path, np.zeros((side, side), np.uint8))
-    with pytest.raises(DataError, match=r"image .*big\.png: too large to decode safely \(Pillow: Image size \(\d+ pixels\)"):
+    with pytest.raises(DataError,
+                       match=r"image .*big\.png: too large to decode safely \(Pillow: Image size \(\d+ pixels\)"):
         decode(path, "L", (8, 8))
 
 

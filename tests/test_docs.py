@@ -11,9 +11,10 @@ import pytest
 from pydantic_core import PydanticUndefined
 
 import netspec
-from netspec import docgen
+from netspec.cli import docgen
+from netspec.lang.ir import walk
+from netspec.lang.macros import MACROS
 from netspec.layers import REGISTRY
-from netspec.macros import MACROS
 from tests.conftest import ROOT
 
 DOC = ROOT / "docs" / "spec-language.md"
@@ -73,15 +74,7 @@ def test_documented_short_form_means_the_mapping(kind):
 
 def _layers(node) -> list:
     """The layer objects of an expanded node tree, in order (positions ignored)."""
-    if getattr(node, "layer", None) is not None:
-        return [node.layer]
-    children = [getattr(node, a, None) for a in ("nodes", "body", "shortcut", "paths")]
-    out: list = []
-    for child in children:
-        for item in child if isinstance(child, list) else [child]:
-            if item is not None and not isinstance(item, str):
-                out += _layers(item)
-    return out
+    return [n.layer for n in walk(node) if getattr(n, "layer", None) is not None]
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -242,8 +235,9 @@ def test_every_check_like_block_is_a_shown_command():
         claimed = {s.line for s in shown_outputs(doc)}
         for fence in fences(doc.read_text(encoding="utf-8")):
             if any(LOOKS_LIKE_CHECK_OUTPUT.search(line) for line in fence.lines):
-                assert fence.line in claimed, (f"{doc.name}:{fence.line} looks like `netspec check` output but names "
-                                               "no command (`netspec check FILE` gives:) that tests/test_docs.py can run")
+                assert fence.line in claimed, (
+                    f"{doc.name}:{fence.line} looks like `netspec check` output but names "
+                    "no command (`netspec check FILE` gives:) that tests/test_docs.py can run")
 
 
 def test_a_shown_spec_file_is_the_repositorys_file():
@@ -268,3 +262,16 @@ def test_a_shown_spec_file_is_the_repositorys_file():
 ])
 def test_elided_blocks_compare_every_shown_line(shown, matches):
     assert matches_with_elisions(shown, ["a", "b", "c"]) is matches
+
+
+def test_every_limit_in_the_security_doc_is_defined_where_it_says():
+    """docs/security.md's tables name each limit's constant and file; a move must not leave them stale."""
+    import re
+
+    rows = re.findall(r"^\|.*\| `([A-Z][A-Z_0-9]+)` \|.*\| `([\w/.]+\.py)` \|\s*$",
+                      (ROOT / "docs" / "security.md").read_text(), re.M)
+    assert len(rows) >= 20
+    stale = [f"{const} in {path}" for const, path in rows
+             if not (ROOT / path).exists()
+             or not re.search(rf"^\s*{const}\b\s*[:=]", (ROOT / path).read_text(), re.M)]
+    assert stale == []

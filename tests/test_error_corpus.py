@@ -225,7 +225,7 @@ def test_resource_attacks_fail_fast(cli, name):
 def test_alias_budget_is_not_spent_on_plain_nesting():
     # The bomb guard must count each node once: 40,000 scalars six lists deep (no alias at all,
     # ~120 KB) are 40,000 nodes, well under the 200,000-node budget, not an "alias bomb".
-    from netspec.source import MAX_NODES, parse_yaml
+    from netspec.lang.source import MAX_NODES, parse_yaml
 
     scalars = MAX_NODES // 5
     text = "x: " + "[" * 6 + ", ".join(["1"] * scalars) + "]" * 6 + "\n"

@@ -9,10 +9,10 @@ import onnx
 import pytest
 from PIL import Image
 
-import exporters.onnx as onnx_export
-from exporters.onnx import export_onnx, load_source
-from netspec.errors import RunStopped
-from netspec.trainer import train
+import netspec.exporters.onnx as onnx_export
+from netspec.errors import ExportError
+from netspec.exporters.onnx import export_onnx, load_source
+from netspec.train.loop import train
 from tests.conftest import SPECS, spec_files
 
 SMALL = {"imagenet": "3x64x64"}  # same weights, cheaper parity runs
@@ -127,7 +127,7 @@ def test_a_file_that_is_not_onnx(tmp_path, cli):
 
 def test_missing_gpu_auto_falls_back_an_explicit_request_is_an_error(digits_model, tmp_path, cli):
     # issue 9, item 7: `--provider cuda` without a GPU used to exit 0 on the CPU
-    from exporters.runtime import gpu_present
+    from netspec.exporters.runtime import gpu_present
 
     if gpu_present():
         pytest.skip("this machine has a GPU")
@@ -140,7 +140,7 @@ def test_missing_gpu_auto_falls_back_an_explicit_request_is_an_error(digits_mode
 
 def test_failed_parity_exits_1_and_keeps_no_file(tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_export, "_compare", lambda runtime, model, x: (0.5, 0))
-    with pytest.raises(RunStopped) as info:
+    with pytest.raises(ExportError) as info:
         export_onnx(load_source(SPECS / "lenet.yaml"), tmp_path / "lenet.onnx")
     assert info.value.exit_code == 1 and "disagrees with PyTorch" in str(info.value)
     assert list(tmp_path.iterdir()) == []
@@ -154,7 +154,7 @@ def test_large_models_get_a_correctly_referenced_data_file(tmp_path, monkeypatch
     moved = tmp_path / "elsewhere"
     (tmp_path / "out").rename(moved)
     onnx.checker.check_model(str(moved / "lenet.onnx"), full_check=True)
-    from exporters.runtime import OnnxModel
+    from netspec.exporters.runtime import OnnxModel
 
     out = OnnxModel(moved / "lenet.onnx", "cpu").run(np.zeros((2, 1, 28, 28), np.float32))
     assert out.shape == (2, 10)

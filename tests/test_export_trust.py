@@ -17,12 +17,13 @@ import torch
 from onnx import version_converter
 from torch import nn
 
-import exporters.onnx as onnx_export
-from exporters.ceil_pool import FloorAvgPool, FloorMaxPool, lowered_ceil_pools
-from exporters.onnx import Source, export_onnx, load_source
-from exporters.parity import Agreement, Measure
-from exporters.runtime import OnnxModel
-from netspec.errors import SpecError
+import netspec.exporters.onnx as onnx_export
+from netspec.errors import ExportError
+from netspec.exporters.ceil_pool import FloorAvgPool, FloorMaxPool, lowered_ceil_pools
+from netspec.exporters.onnx import Source, export_onnx, load_source
+from netspec.exporters.parity import Agreement, Measure
+from netspec.exporters.runtime import OnnxModel
+from netspec.modelcard import ModelCard
 from tests.conftest import ROOT, SPECS
 
 
@@ -89,7 +90,7 @@ def test_an_exporter_that_keeps_another_opset_is_caught(tmp_path, monkeypatch):
     real = onnx_export._torch_export
     monkeypatch.setattr(onnx_export, "_torch_export",
                         lambda model, example, path, opset, *rest: real(model, example, path, 18, *rest))
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(ExportError) as info:
         export_onnx(load_source(SPECS / "lenet.yaml"), tmp_path / "x.onnx", opset=20)
     assert "wrote opset 18, not 20" in info.value.format()
     assert list(tmp_path.iterdir()) == []
@@ -232,7 +233,7 @@ def test_ceil_pools_export_with_torchs_sizes_and_values(tmp_path):
     groups, cases = _export_cases()
     assert any("drops a window" in key and "adds a window" in key for key in groups)  # mixed H/W cases too
     model = ManyPools(cases).eval()
-    source = Source(model, "pools", "0" * 64, [2, 9, 11], "logits")
+    source = Source(model, ModelCard("pools", [2, 9, 11], spec_sha256="0" * 64, output="logits"))
     export_onnx(source, tmp_path / "pools.onnx")  # onnx.checker and parity (1e-4) inside
     x = torch.randn(4, 2, 9, 11, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

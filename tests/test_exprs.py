@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from netspec.exprs import SubstitutionError, evaluate, substitute
+from netspec.lang.exprs import SubstitutionError, evaluate, substitute
 
 SCOPE = {"out": 64, "stride": 2, "name": "stage", "cfg": [64, "M"]}
 

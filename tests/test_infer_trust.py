@@ -22,7 +22,7 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from netspec.trainer import train
+from netspec.train.loop import train
 from tests.conftest import ROOT, SPECS
 
 CUDA = "CUDAExecutionProvider"
@@ -39,7 +39,7 @@ def run_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(run_dir, tmp_path_factory):
     """The run exported outside the run directory (tests that need it exported inside copy it)."""
-    from exporters.onnx import export_onnx, load_source
+    from netspec.exporters.onnx import export_onnx, load_source
 
     path = tmp_path_factory.mktemp("model") / "lenet5.onnx"
     export_onnx(load_source(run_dir), path)
@@ -159,7 +159,7 @@ def test_an_rgb_32x32_npy_for_a_gray_28x28_model_converts_like_an_image(model, t
 # -- providers ----------------------------------------------------------------------------------
 
 def _no_gpu() -> bool:
-    from exporters.providers import gpu_present
+    from netspec.exporters.providers import gpu_present
 
     return not gpu_present()
 
@@ -204,17 +204,17 @@ needs_a_gpu_less_cuda_build = pytest.mark.skipif(
 PROBE = textwrap.dedent("""
     import json, sys
     import onnxruntime as ort
-    import exporters.providers as providers
+    import netspec.exporters.providers as providers
 
     mode, model = sys.argv[1], sys.argv[2]
     result = {}
     if mode == "netspec":  # netspec's own path, its no-GPU guard bypassed
-        from exporters.runtime import OnnxModel
-        from netspec.errors import SpecError
+        from netspec.exporters.runtime import OnnxModel
+        from netspec.errors import NetspecError
         providers.gpu_present = lambda: True
         try:
             result["provider"] = OnnxModel(model, "cuda").provider
-        except SpecError as error:
+        except NetspecError as error:
             result["error"] = error.format()
     else:  # onnxruntime itself, logging verbosely to stderr, after netspec's preload or without it
         if mode == "preloaded":

@@ -126,7 +126,8 @@ def test_vars_and_set_override():
 def test_include_imports_blocks_relative_to_the_file(tmp_path):
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "common.yaml").write_text(
-        "blocks:\n  cbr:\n    params: {out: required}\n    layers: [conv: {out: $out, kernel: 3, padding: 1}, bn, relu]\n")
+        "blocks:\n  cbr:\n    params: {out: required}\n"
+        "    layers: [conv: {out: $out, kernel: 3, padding: 1}, bn, relu]\n")
     spec = tmp_path / "net.yaml"
     spec.write_text("name: n\ninput: [3, 8, 8]\ninclude: [lib/common.yaml]\nlayers:\n  - cbr: 16\n")
     report = netspec.check(netspec.load(spec))
@@ -149,7 +150,8 @@ layers:
 
 def test_ceil_mode_drops_a_window_starting_in_padding_like_torch():
     # torch: MaxPool2d(2, 2, padding=1, ceil_mode=True) on 5×5 → 3×3, not 4×4
-    report = check("name: c\ninput: [1, 5, 5]\nlayers:\n  - maxpool: {kernel: 2, stride: 2, padding: 1, ceil_mode: true}\n")
+    report = check("name: c\ninput: [1, 5, 5]\nlayers:\n"
+                   "  - maxpool: {kernel: 2, stride: 2, padding: 1, ceil_mode: true}\n")
     assert report.output == (1, 3, 3)
     assert "last window starts in the padding" in report.rows[0].formula
 
@@ -161,6 +163,7 @@ def test_dilated_conv_formula():
 
 def test_all_schema_errors_are_reported_at_once():
     with pytest.raises(SpecError) as info:
-        check("name: e\ninput: [1, 8, 8]\nlayers:\n  - conv: {out: 0, kernel: 3}\n  - relux\n  - linear: {out: 2, bais: true}\n")
+        check("name: e\ninput: [1, 8, 8]\nlayers:\n  - conv: {out: 0, kernel: 3}\n"
+              "  - relux\n  - linear: {out: 2, bais: true}\n")
     lines = [d.mark.line for d in info.value.diagnostics]
     assert lines == [4, 5, 6]

@@ -13,21 +13,21 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import netspec
-from netspec.compiler import build_with_report
-from netspec.docgen import example_spec
+from netspec.cli.docgen import example_spec
+from netspec.compile.compiler import build_with_report, compile_model
+from netspec.lang.macros import MACROS
 from netspec.layers import REGISTRY
-from netspec.macros import MACROS
 
 KINDS = {**REGISTRY, **MACROS}
 
 
-def runtime_shapes(model, tree, x):
-    """Run `model` on `x`; return [(inferred, runtime shape without batch)] for every node."""
+def runtime_shapes(model, report, modules, x):
+    """Run `model` on `x`; return [(node, runtime shape without batch)] for every inferred node."""
     seen, handles = [], []
-    for node in tree.walk():
+    for node in report.walk():
         def hook(module, args, output, node=node):
             seen.append((node, tuple(output.shape[1:])))
-        handles.append(node.module.register_forward_hook(hook))
+        handles.append(modules[node].register_forward_hook(hook))
     try:
         model(x)
     finally:
@@ -44,12 +44,13 @@ def _seeded():
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_static_shapes_equal_runtime_shapes(kind):
     spec = netspec.loads(example_spec(KINDS[kind]), f"{kind}.yaml")
-    model, report = build_with_report(spec)
+    report = netspec.check(spec)
+    model, modules = compile_model(spec, report)
     x = torch.randn(2, *spec.input)
-    seen = runtime_shapes(model.train(), report.tree, x)
-    assert len({id(n) for n, _ in seen}) == sum(1 for _ in report.tree.walk())
+    seen = runtime_shapes(model.train(), report, modules, x)
+    assert len({id(n) for n, _ in seen}) == sum(1 for _ in report.walk())
     for node, shape in seen:
-        assert shape == tuple(node.output), f"{node.node.origin.path} {node.node.kind}"
+        assert shape == tuple(report.shapes[node].output), f"{node.origin.path} {node.kind}"
     assert tuple(model(x).shape[1:]) == report.output
 
 

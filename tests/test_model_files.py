@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper
 from PIL import Image
 
-from exporters.onnx import export_onnx, load_source
+from netspec.exporters.onnx import export_onnx, load_source
 
 TINY_SPEC = """\
 name: tiny
@@ -251,7 +251,8 @@ def test_a_png_decompression_bomb_is_refused_from_its_header(model_dir, tmp_path
 def test_the_pixel_cap_holds_even_with_pillows_limit_switched_off(model_dir, tmp_path, cli, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # as some libraries do globally
     bomb = png_claiming(tmp_path / "bomb.png", 30_000, 30_000)
-    assert_clean_error(cli("infer", model_dir / "tiny.onnx", bomb), "900,000,000 pixels, more than the 67,108,864 netspec decodes")
+    assert_clean_error(cli("infer", model_dir / "tiny.onnx", bomb),
+                       "900,000,000 pixels, more than the 67,108,864 netspec decodes")
 
 
 def npy_with_header(path, header: dict, body: bytes):

@@ -14,12 +14,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import netspec.trainer as trainer_module
-from netspec.checkpoint import read_metadata
-from netspec.config import TrainConfig
+import netspec.train.loop as trainer_module
 from netspec.errors import RunStopped
-from netspec.schedule import learning_rate
-from netspec.trainer import train
+from netspec.train.checkpoint import read_metadata
+from netspec.train.config import TrainConfig
+from netspec.train.loop import train
+from netspec.train.schedule import learning_rate
+
 DIGITS_STEPS = 44  # digits: 1,437 training samples // batch 32
 SMALL = ("name: small\ninput: [1, 8, 8]\nvars: {hidden: 16}\n"
          "layers: [flatten, linear: $hidden, relu, linear: 10]\n"

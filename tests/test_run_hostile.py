@@ -17,9 +17,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-import netspec.checkpoint as checkpoint_module
-from netspec.trainer import train
-from netspec.weights import SpecMismatch, check_fits
+import netspec.train.checkpoint as checkpoint_module
+from netspec.compile.weights import SpecMismatch, check_fits
+from netspec.train.loop import train
 from tests.conftest import ROOT, SPECS
 
 LENET = SPECS / "lenet.yaml"
@@ -106,7 +106,7 @@ def test_a_second_training_into_one_out_exits_2_and_the_first_finishes(tmp_path,
 
 def test_a_killed_holder_does_not_block_a_later_resume(run, cli):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from netspec.runlock import RunLock;"
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from netspec.train.runlock import RunLock;"
          "lock = RunLock.acquire(Path(sys.argv[1]), '--out'); print('locked', flush=True); time.sleep(300)", str(run)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:

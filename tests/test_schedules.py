@@ -16,9 +16,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch.optim import lr_scheduler
 
-from netspec.config import TrainConfig
-from netspec.schedule import learning_rate
-from netspec.trainer import train
+from netspec.train.config import TrainConfig
+from netspec.train.loop import train
+from netspec.train.schedule import learning_rate
 from tests.conftest import ROOT, SPECS
 
 LENET = SPECS / "lenet.yaml"

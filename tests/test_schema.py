@@ -7,10 +7,10 @@ import json
 import jsonschema
 import pytest
 
+from netspec.lang.macros import MACROS
+from netspec.lang.schema import spec_json_schema
+from netspec.lang.source import load_yaml_file
 from netspec.layers import REGISTRY
-from netspec.macros import MACROS
-from netspec.schema import spec_json_schema
-from netspec.source import load_yaml_file
 from tests.conftest import ROOT, SPECS, spec_files
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from netspec.errors import Mark, SpecError
-from netspec.source import MAX_DEPTH, YMap, YSeq, parse_yaml
+from netspec.lang.source import MAX_DEPTH, YMap, YSeq, parse_yaml
 
 
 def test_positions_of_keys_and_values_are_kept():
@@ -62,7 +62,7 @@ def test_nesting_limit():
 
 
 def test_size_cap(tmp_path):
-    from netspec.source import MAX_BYTES, load_yaml_file
+    from netspec.lang.source import MAX_BYTES, load_yaml_file
 
     big = tmp_path / "big.yaml"
     big.write_text("# " + "x" * MAX_BYTES + "\nname: x\n")
@@ -71,7 +71,7 @@ def test_size_cap(tmp_path):
 
 
 def test_not_utf8(tmp_path):
-    from netspec.source import load_yaml_file
+    from netspec.lang.source import load_yaml_file
 
     path = tmp_path / "latin1.yaml"
     path.write_bytes("name: caf\xe9\n".encode("latin-1"))

@@ -12,8 +12,8 @@ import pytest
 import netspec
 from netspec import reading
 from netspec.errors import Diagnostic, Mark, SpecError, printable
+from netspec.lang.source import MAX_INT_LITERAL, parse_yaml
 from netspec.reading import MAX_BYTES, MAX_INCLUDE_FILES, find_include_root, read_source
-from netspec.source import MAX_INT_LITERAL, parse_yaml
 from tests.conftest import ROOT
 
 SPEC = "name: t\ninput: [3, 8, 8]\ninclude: [{target}]\nlayers:\n  - {layer}\n"
@@ -288,7 +288,7 @@ def test_the_check_table_escapes_labels_and_names():
     report.rows[0].label = "relu \x1b]0;pwned\x07"
     report.name = "t\x1b[2J"
     out = io.StringIO()
-    from netspec.render import print_report
+    from netspec.shapes.render import print_report
     print_report(report, out)
     assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
     assert "relu \\x1b]0;pwned\\x07" in out.getvalue() and out.getvalue().startswith("t\\x1b[2J\n")

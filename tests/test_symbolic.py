@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from netspec import symbolic as sym
-from netspec.symbolic import Expr
+from netspec.shapes import symbolic as sym
+from netspec.shapes.symbolic import Expr
 
 H = Expr.symbol("H")
 

@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 import netspec
-from netspec.weights import StructureMismatch, load_torchvision
+from netspec.compile.weights import StructureMismatch, load_torchvision
 from tests.conftest import SPECS
 
 MODELS = ["vgg11", "vgg11_bn", "vgg16", "resnet18", "resnet34", "resnet50", "googlenet"]
@@ -50,7 +50,7 @@ def test_structure_mismatch_names_both_tensors():
 
 def test_partial_state_dict_reports_what_it_skipped():
     """The seeds' fine-tuning pattern: load what fits, say what did not."""
-    from netspec.weights import load_partial
+    from netspec.compile.weights import load_partial
 
     source = netspec.build(SPECS / "imagenet" / "resnet18.yaml")
     target = netspec.build(netspec.load(SPECS / "imagenet" / "resnet18.yaml", overrides=["classes=10"]))

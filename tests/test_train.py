@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import netspec.trainer as trainer_module
-from netspec.checkpoint import read_metadata
+import netspec.train.loop as trainer_module
 from netspec.errors import RunStopped
-from netspec.trainer import train
+from netspec.train.checkpoint import read_metadata
+from netspec.train.loop import train
 from tests.conftest import SPECS
 
 LENET = SPECS / "lenet.yaml"
@@ -140,8 +140,8 @@ def test_bf16_autocast_and_channels_last_run_on_cpu(tmp_path):
 
 
 def test_schedules_are_pure_functions_of_the_step():
-    from netspec.config import TrainConfig
-    from netspec.schedule import learning_rate
+    from netspec.train.config import TrainConfig
+    from netspec.train.schedule import learning_rate
 
     cosine = TrainConfig(epochs=10, lr=0.1, schedule="cosine", warmup_epochs=1)
     assert learning_rate(cosine, 0, 100) == pytest.approx(0.001)  # warm-up starts near 0
@@ -155,8 +155,8 @@ def test_schedules_are_pure_functions_of_the_step():
 
 
 def test_batch_augmentation_crops_and_flips_exactly_like_slicing():
-    from netspec.config import Augment
     from netspec.data.batches import augment_batch
+    from netspec.train.config import Augment
 
     images = torch.randint(0, 256, (64, 3, 12, 10), dtype=torch.uint8)
     out = augment_batch(images, Augment(pad=3, flip=True), torch.Generator().manual_seed(7))
@@ -180,16 +180,17 @@ def test_validation_uses_the_runs_normalisation(tmp_path, cli):
 
 
 def test_eval_reads_datasets_from_the_default_root(lenet_run, monkeypatch):
-    import netspec.evaluate as evaluate_module
+    import netspec.data as data_module
+    import netspec.train.evaluate as evaluate_module
 
     seen = {}
-    real = evaluate_module.load_data
+    real = data_module.load_data
 
     def spy(source, shape, root=None, val_only=False):
         seen.update(root=root, val_only=val_only)
         return real(source, shape, root, val_only)
 
-    monkeypatch.setattr(evaluate_module, "load_data", spy)
+    monkeypatch.setattr(data_module, "load_data", spy)
     evaluate_module.evaluate_run(lenet_run)
     assert seen == {"root": None, "val_only": True}  # None = ~/.cache/netspec, never the cwd
 
@@ -213,7 +214,7 @@ def test_augment_flag_errors_name_the_flag(cli, tmp_path):
 def test_extra_outputs_never_count_as_the_last_class():
     from netspec.data import Data, Split
     from netspec.data.batches import Batches
-    from netspec.metrics import validate
+    from netspec.train.metrics import validate
 
     class TwelveOutputs(torch.nn.Module):
         def forward(self, x):  # always predicts output 11, which is not one of the 10 classes

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from netspec.checkpoint import load_state, read_metadata
+from netspec.train.checkpoint import load_state, read_metadata
 from tests.conftest import ROOT, SPECS
 
 ARGS = ["train", str(SPECS / "lenet.yaml"), "--data", "digits", "--epochs", "4", "--checkpoint-every", "10"]

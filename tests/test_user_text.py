@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 
 import netspec
-from netspec.compiler import build_with_report
+from netspec.compile.compiler import compile_model
+from netspec.lang.source import parse_yaml
 from netspec.progress import plural
-from netspec.rundir import without_editor_schema
-from netspec.source import parse_yaml
+from netspec.train.rundir import without_editor_schema
 from tests.conftest import ROOT, SPECS
 
 
@@ -54,13 +54,15 @@ def test_gn_on_a_vector_is_accepted_with_torchs_params(cli, tmp_path):
 
 
 def test_gn_on_a_vector_builds_torchs_group_norm():
-    model, report = build_with_report(netspec.loads(GN_ON_VECTOR, "t.yaml"))
-    gn_node = next(node for node in report.tree.walk() if node.node.kind == "gn")
+    spec = netspec.loads(GN_ON_VECTOR, "t.yaml")
+    report = netspec.check(spec)
+    model, modules = compile_model(spec, report)
+    gn = modules[next(node for node in report.walk() if node.kind == "gn")]
     features = torch.randn(5, 6)
-    torch.nn.init.normal_(gn_node.module.weight)
-    torch.nn.init.normal_(gn_node.module.bias)
-    expected = F.group_norm(features, 3, gn_node.module.weight, gn_node.module.bias, eps=1e-5)
-    assert torch.allclose(gn_node.module(features), expected)
+    torch.nn.init.normal_(gn.weight)
+    torch.nn.init.normal_(gn.bias)
+    expected = F.group_norm(features, 3, gn.weight, gn.bias, eps=1e-5)
+    assert torch.allclose(gn(features), expected)
     assert model(torch.randn(5, 3, 8, 8)).shape == (5, 4)
     assert report.params == sum(p.numel() for p in model.parameters())
 
@@ -112,7 +114,8 @@ def test_circular_padding_boundary_is_torchs(pad):
 
 
 def test_symbolic_reflect_condition_is_the_same_boundary():
-    report = _check("name: s\ninput: [1, H, W]\nlayers:\n  - conv: {out: 1, kernel: 1, padding: 3, padding_mode: reflect}\n")
+    report = _check("name: s\ninput: [1, H, W]\nlayers:\n"
+                    "  - conv: {out: 1, kernel: 1, padding: 3, padding_mode: reflect}\n")
     assert "H ≥ 4" in report.constraints and "W ≥ 4" in report.constraints
 
 
@@ -140,7 +143,8 @@ def user_strings(path) -> list[tuple[int, str]]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str):
                 docstrings[id(first.value)] = node
     out = []
     for node in ast.walk(tree):
@@ -175,7 +179,7 @@ def test_messages_and_help_strings_have_no_developer_words():
 def test_cli_help_has_no_developer_words(cli):
     import typer
 
-    import cli as cli_module
+    from netspec import cli as cli_module
 
     commands = sorted(typer.main.get_command(cli_module.app).commands)
     assert "check" in commands and "train" in commands
@@ -210,7 +214,8 @@ def test_one_epoch_run_says_one_epoch_and_writes_true_files(cli, tmp_path):
     copy = (run / "spec.yaml").read_text(encoding="utf-8")
     assert "yaml-language-server" not in copy and "$schema" not in copy
     assert copy.splitlines()[1:] == original.splitlines()[1:]
-    assert netspec.check(netspec.load(run / "spec.yaml")).params == netspec.check(netspec.load(SPECS / "lenet.yaml")).params
+    copied, original = netspec.load(run / "spec.yaml"), netspec.load(SPECS / "lenet.yaml")
+    assert netspec.check(copied).params == netspec.check(original).params
 
 
 def test_group_norm_message_counts_one_channel():
@@ -230,10 +235,10 @@ def test_editor_schema_comment_is_dropped_only_where_it_is_a_comment():
 
 
 def _drawn_curves(records, path, monkeypatch):
-    """The figure netspec.metrics.plot_curves draws (kept open to read its axes)."""
+    """The figure netspec.train.metrics.plot_curves draws (kept open to read its axes)."""
     import matplotlib.pyplot as plt
 
-    from netspec import metrics
+    from netspec.train import metrics
 
     kept = []
     monkeypatch.setattr(plt, "close", kept.append)
@@ -276,7 +281,7 @@ def test_curves_title_is_plain_text(tmp_path, monkeypatch):
 
 
 def test_messages_count_one_thing_in_the_singular():
-    from netspec.weights import LoadReport
+    from netspec.compile.weights import LoadReport
 
     assert LoadReport(loaded=["w"]).summary().splitlines()[0] == "loaded 1 tensor"
     assert LoadReport(loaded=["w", "b"]).summary().splitlines()[0] == "loaded 2 tensors"

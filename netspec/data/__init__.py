@@ -16,16 +16,18 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from netspec.errors import Diagnostic, SpecError, did_you_mean, printable as escaped
-from netspec.reading import NotRegularFile, open_regular
+from netspec import errors
+from netspec.errors import Diagnostic, did_you_mean
+from netspec.errors import printable as escaped
 from netspec.progress import plural
+from netspec.reading import NotRegularFile, open_regular
 
 SOURCES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "digits", "synthetic", "folder:PATH")
 DEFAULT_ROOT = Path("~/.cache/netspec").expanduser()
 
 
-class DataError(SpecError):
-    """A dataset that cannot be found, read or adapted to the spec: exit code 2."""
+class DataError(errors.DataError):
+    """A dataset that cannot be found, read or adapted to the spec: exit code 2 (`data: message`)."""
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__([Diagnostic(None, "data", message, hint)])
@@ -204,7 +206,8 @@ def check_fits(name: str, count: int, input_shape: tuple, bytes_per_value: int =
         shape = "×".join(str(n) for n in input_shape)
         bound = "this machine's memory" if physical < MAX_IN_MEMORY_BYTES else "netspec's cap for a dataset in memory"
         raise DataError(f"{name}: {count:,} images at {shape} take {needed / 2**30:,.1f} GiB, more than "
-                        f"{limit / 2**30:,.1f} GiB ({bound})", "use a smaller input, or a folder: dataset (streamed from disk)")
+                        f"{limit / 2**30:,.1f} GiB ({bound})",
+                        "use a smaller input, or a folder: dataset (streamed from disk)")
 
 
 def _synthetic(input_shape: tuple) -> Data:

@@ -17,8 +17,9 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from netspec.config import Augment
 from netspec.data import Data, DataError, Split
+from netspec.preprocess import Normalisation
+from netspec.train.config import Augment
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -39,10 +40,10 @@ class Batches:
         self.training = split == "train"
         self.batch_size, self.device, self.rank, self.world = batch_size, device, rank, world
         self.augment = augment if self.training else None
-        self.normalize = normalize
-        mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
-        std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
-        self.scale, self.shift = 1 / (255 * std), mean / std
+        self.normalisation = Normalisation(data.mean, data.std, normalize)
+        coefficients = self.normalisation.coefficients()  # netspec.preprocess: the numbers inference uses
+        self.coefficients = (None if coefficients is None
+                             else tuple(torch.from_numpy(c).to(device) for c in coefficients))
         self.workers = workers
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if isinstance(self.source, Split):
@@ -90,11 +91,7 @@ class Batches:
         lo, hi = self._slice(len(labels))
         images, y = images[lo:hi], labels[lo:hi]
         x = images.contiguous(memory_format=self.memory_format).float()
-        if self.normalize:  # (x/255 − mean)/std in one pass
-            x.mul_(self.scale).sub_(self.shift)
-        else:
-            x.div_(255)
-        return x, y
+        return self.normalisation.apply_(x, self.coefficients), y
 
     def _slice(self, size: int) -> tuple[int, int]:
         """This process's share of a global batch (all of it when not distributed): contiguous

@@ -81,7 +81,8 @@ def load_files(name: str, root: Path) -> tuple[Arrays, Arrays, list[str]]:
         classes = _names(folder / "batches.meta", b"label_names", 10)
         batches = [read_cifar_batch(folder / f"data_batch_{i}", b"labels", len(classes)) for i in range(1, 6)]
         train = (np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
-        return _nonempty(train, folder / "data_batch_1"), read_cifar_batch(folder / "test_batch", b"labels", 10), classes
+        return (_nonempty(train, folder / "data_batch_1"), read_cifar_batch(folder / "test_batch", b"labels", 10),
+                classes)
     classes = _names(folder / "meta", b"fine_label_names", 100)
     train = read_cifar_batch(folder / "train", b"fine_labels", len(classes))
     return _nonempty(train, folder / "train"), read_cifar_batch(folder / "test", b"fine_labels", 100), classes

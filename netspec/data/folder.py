@@ -50,7 +50,7 @@ class FolderDataset(Dataset):
         c, h, w = input_shape
         self.files = files
         self.labels = labels
-        self.mode = "L" if c == 1 else "RGB"
+        self.mode = preprocess.channel_mode(c)
         self.size = (int(h), int(w))
 
     def __len__(self) -> int:
@@ -66,7 +66,7 @@ def decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
     from netspec.preprocess import fit_image
 
     with open_image(path) as image:
-        return fit_image(image, 1 if mode == "L" else 3, *size)  # a copy, independent of the file
+        return fit_image(image, preprocess.channels_of(mode), *size)  # a copy, independent of the file
 
 
 @contextmanager

@@ -80,6 +80,15 @@ class Hardswish(Activation):
 
 
 @register
+class Hardsigmoid(Activation):
+    kind = "hardsigmoid"
+    torch_name = "Hardsigmoid"
+    torch_equivalent = "torch.nn.Hardsigmoid"
+    summary = "relu6(x + 3)/6 (MobileNetV3's squeeze-excitation gate)"
+    example = "- conv: {out: 8, kernel: 3}\n- hardsigmoid"
+
+
+@register
 class LeakyReLU(Activation):
     kind = "leaky_relu"
     primary = "slope"

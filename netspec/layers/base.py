@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from annotated_types import Len
-from pydantic import BaseModel, ConfigDict, PlainValidator, PositiveInt, NonNegativeInt
+from pydantic import BaseModel, ConfigDict, NonNegativeInt, PlainValidator, PositiveInt
 from pydantic_core import PydanticCustomError
 
 from netspec.errors import ShapeError
-from netspec.symbolic import Dim, fmt, product
+from netspec.shapes.symbolic import Dim, fmt
 
 Shape = tuple  # tuple[Dim, ...], the batch dimension excluded
 
@@ -182,10 +182,6 @@ def require_rank(inputs: list[Shape], rank: int, kind: str, what: str, hint: str
     return shape
 
 
-def numel(shape: Shape) -> Dim:
-    return product(shape)
-
-
 def sliding_window(label: str, size: Dim, kernel: int, stride: int, pad: int, dilation: int,
                    ceil_mode: bool, ctx: InferContext, what: str) -> tuple[Dim, str]:
     """Output size of a conv/pool window along one axis, and its formula with numbers.
@@ -193,7 +189,7 @@ def sliding_window(label: str, size: Dim, kernel: int, stride: int, pad: int, di
     PyTorch's rule (Conv2d/MaxPool2d docs): ⌊(H + 2p − d·(k − 1) − 1)/s⌋ + 1; with ceil_mode
     the last window is dropped when it would start inside the right padding.
     """
-    from netspec import symbolic as sym
+    from netspec.shapes import symbolic as sym
 
     effective = dilation * (kernel - 1) + 1
     padded = sym.add(size, 2 * pad)

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import PositiveInt
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
-from netspec import symbolic as sym
 from netspec.errors import ShapeError
-from netspec.layers.base import (InferContext, Layer, LayerInfo, Padding, PositivePair, Shape,
-                                 register, require_rank, sliding_window, spatial_formula)
+from netspec.layers.base import (
+    InferContext,
+    Layer,
+    LayerInfo,
+    Padding,
+    PositivePair,
+    Shape,
+    register,
+    require_rank,
+    sliding_window,
+    spatial_formula,
+)
+from netspec.shapes import symbolic as sym
 
 
 @register
@@ -78,10 +87,10 @@ class Conv(Layer):
             ph, pw = self.pads()
             for axis, size, p in (("H", height, ph), ("W", width, pw)):
                 self.check_padding_mode(axis, size, p, ctx)
-            out_h, h_text = sliding_window("H", height, self.kernel[0], self.stride[0], ph,
-                                           self.dilation[0], False, ctx, "dilated kernel" if self.dilation[0] > 1 else "kernel")
-            out_w, w_text = sliding_window("W", width, self.kernel[1], self.stride[1], pw,
-                                           self.dilation[1], False, ctx, "dilated kernel" if self.dilation[1] > 1 else "kernel")
+            out_h, h_text = sliding_window("H", height, self.kernel[0], self.stride[0], ph, self.dilation[0], False,
+                                           ctx, "dilated kernel" if self.dilation[0] > 1 else "kernel")
+            out_w, w_text = sliding_window("W", width, self.kernel[1], self.stride[1], pw, self.dilation[1], False,
+                                           ctx, "dilated kernel" if self.dilation[1] > 1 else "kernel")
             formula = spatial_formula(h_text, w_text)
         per_output = sym.product([sym.floordiv(channels, self.groups), self.kernel[0], self.kernel[1]])
         params = sym.add(sym.mul(self.out, per_output), self.out if self.bias else 0)

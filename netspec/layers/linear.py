@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveInt
 
-from netspec import symbolic as sym
 from netspec.errors import ShapeError
 from netspec.layers.base import InferContext, Layer, LayerInfo, Shape, register, shape_text
+from netspec.shapes import symbolic as sym
 
 
 @register

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from netspec import symbolic as sym
 from netspec.errors import ShapeError
 from netspec.layers.base import InferContext, Layer, LayerInfo, Shape, register, shape_text
+from netspec.shapes import symbolic as sym
 
 
 def broadcast(shapes: list[Shape], kind: str, ctx: InferContext) -> Shape:
@@ -37,14 +37,14 @@ class _Elementwise(Layer):
     arity = None
     formula_doc = "shapes equal, or broadcast as in PyTorch (a size-1 axis stretches); no parameters"
     operator: ClassVar[str]  # how the formula column joins the input shapes
-    module_name: ClassVar[str]  # the netspec.modules class that computes it
+    module_name: ClassVar[str]  # the netspec.compile.modules class that computes it
 
     def infer(self, inputs: list[Shape], ctx: InferContext) -> LayerInfo:
         shape = broadcast(inputs, self.kind, ctx)
         return LayerInfo(shape, f" {self.operator} ".join(shape_text(s) for s in inputs))
 
     def build(self, inputs: list[Shape], output: Shape):
-        from netspec import modules
+        from netspec.compile import modules
 
         return getattr(modules, self.module_name)()
 
@@ -97,6 +97,6 @@ class Concat(Layer):
         return LayerInfo((channels, *first[1:]), formula)
 
     def build(self, inputs: list[Shape], output: Shape):
-        from netspec.modules import Concat as ConcatModule
+        from netspec.compile.modules import Concat as ConcatModule
 
         return ConcatModule()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field, confloat
 
-from netspec import symbolic as sym
 from netspec.layers.base import InferContext, Layer, LayerInfo, Shape, register, require_rank
+from netspec.shapes import symbolic as sym
 
 Probability = confloat(ge=0, lt=1)
 

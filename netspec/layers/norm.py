@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field, PositiveFloat, PositiveInt
-from pydantic import confloat
+from pydantic import Field, PositiveFloat, PositiveInt, confloat
 
-from netspec import symbolic as sym
 from netspec.errors import ShapeError
 from netspec.layers.base import InferContext, Layer, LayerInfo, Shape, register, shape_text
 from netspec.progress import plural
+from netspec.shapes import symbolic as sym
 
 
 @register

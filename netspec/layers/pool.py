@@ -7,8 +7,18 @@ from typing import Optional
 from pydantic import Field
 
 from netspec.errors import ShapeError
-from netspec.layers.base import (InferContext, Layer, LayerInfo, NonNegPair, PositivePair, Shape,
-                                 register, require_rank, sliding_window, spatial_formula)
+from netspec.layers.base import (
+    InferContext,
+    Layer,
+    LayerInfo,
+    NonNegPair,
+    PositivePair,
+    Shape,
+    register,
+    require_rank,
+    sliding_window,
+    spatial_formula,
+)
 
 _NEEDS_MAP = ("a C×H×W feature map", "pooling works on images")
 

@@ -36,7 +36,7 @@ class SqueezeExcite(Layer):
         return LayerInfo(inputs[0], formula, params=params, macs=2 * channels * hidden)
 
     def build(self, inputs: list[Shape], output: Shape):
-        from netspec.modules import SqueezeExcite as SEModule
+        from netspec.compile.modules import SqueezeExcite as SEModule
 
         channels = inputs[0][0]
         return SEModule(channels, self.hidden(channels))

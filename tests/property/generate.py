@@ -14,7 +14,7 @@ BATCH = 2
 MAX_EXAMPLES = int(os.environ.get("NETSPEC_PROPERTY_EXAMPLES", "250"))
 DERANDOMIZE = not os.environ.get("NETSPEC_PROPERTY_RANDOM")
 
-ACTIVATIONS = ["relu", "relu6", "silu", "sigmoid", "tanh", "hardswish", "leaky_relu", "gelu",
+ACTIVATIONS = ["relu", "relu6", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "leaky_relu", "gelu",
                "softmax", "log_softmax"]
 
 

@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
+from tests.property.generate import ACTIVATIONS, BATCH  # noqa: E402
 
-from tests.property.generate import ACTIVATIONS, BATCH
 
 class Rejected(Exception):
     """The reference refuses the network (a LANGUAGE RULE, or torch raised)."""
@@ -19,7 +19,7 @@ class Rejected(Exception):
 
 @dataclass
 class Rec:
-    """The reference's record for one item, mirroring the node tree of `report.tree`."""
+    """The reference's record for one item, mirroring the IR tree of `report.root`."""
 
     shape: tuple
     children: list | None = None  # repeat: one record per copy
@@ -78,7 +78,8 @@ class Reference:
             if kind in ("softmax", "log_softmax"):
                 return self.make(nn.Softmax(dim=1) if kind == "softmax" else nn.LogSoftmax(dim=1))(x)
             return self.make(getattr(nn, {"relu": "ReLU", "relu6": "ReLU6", "silu": "SiLU", "sigmoid": "Sigmoid",
-                                          "tanh": "Tanh", "hardswish": "Hardswish"}[kind])())(x)
+                                          "tanh": "Tanh", "hardswish": "Hardswish",
+                                          "hardsigmoid": "Hardsigmoid"}[kind])())(x)
         if kind == "dropout":
             return self.make(nn.Dropout(0.5 if args is None else args))(x)
         if kind == "dropout2d":
