@@ -36,7 +36,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/build_overhead.py
 	$(PY) benchmarks/train_throughput.py
 	$(VENV)/bin/netspec bench specs/lenet.yaml --batch 1,32
-	$(VENV)/bin/netspec bench specs/imagenet/resnet18.yaml --batch 1,32
+	$(VENV)/bin/netspec bench specs/torchvision/resnet18.yaml --batch 1,32
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache build *.egg-info

@@ -10,7 +10,7 @@ reported as a ratio (netspec / reference; < 1 means netspec is faster).
 
 Everything runs in this one process, with a fixed torch thread count (--threads, default 2):
 
-* models: netspec.build("specs/imagenet/resnet18.yaml") vs torchvision.models.resnet18(weights=None),
+* models: netspec.build("specs/torchvision/resnet18.yaml") vs torchvision.models.resnet18(weights=None),
   and netspec.build("specs/lenet.yaml") vs `LeNet` below, written the way the tutorials write it.
   netspec.compile.weights.load_torchvision copies the reference's tensors into the netspec model (matched
   by structure, which also works for the hand-written LeNet), so both sides start from the same
@@ -57,7 +57,7 @@ import netspec
 from netspec.compile.weights import load_torchvision
 
 ROOT = Path(__file__).resolve().parents[1]
-RESNET_SPEC = ROOT / "specs" / "imagenet" / "resnet18.yaml"
+RESNET_SPEC = ROOT / "specs" / "torchvision" / "resnet18.yaml"
 LENET_SPEC = ROOT / "specs" / "lenet.yaml"
 TARGET = 1.03
 

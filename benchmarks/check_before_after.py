@@ -1,7 +1,7 @@
 """Benchmark: `netspec check` end to end, another checkout (before a change) against this one.
 
     git worktree add /tmp/before <commit>
-    .venv/bin/python benchmarks/check_before_after.py /tmp/before [--spec specs/imagenet/resnet50.yaml] [--runs 30]
+    .venv/bin/python benchmarks/check_before_after.py /tmp/before [--spec specs/torchvision/resnet50.yaml] [--runs 30]
 
 Each side runs `python <checkout>/cli.py check SPEC` in a fresh child (stdout discarded) with the
 checkout first on PYTHONPATH, one untimed warm-up each, then --runs runs per side, alternating
@@ -31,7 +31,7 @@ def timed(command: list[str], env: dict) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("before", type=Path, help="a checkout of the earlier commit")
-    parser.add_argument("--spec", type=Path, default=ROOT / "specs" / "imagenet" / "resnet50.yaml")
+    parser.add_argument("--spec", type=Path, default=ROOT / "specs" / "torchvision" / "resnet50.yaml")
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
     sides = {name: ([sys.executable, str(tree / "cli.py"), "check", str(args.spec.resolve())],

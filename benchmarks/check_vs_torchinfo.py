@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/check_vs_torchinfo.py [--runs 5]     (or: make bench)
 
-Targets (from the design card): `netspec check` on specs/imagenet/resnet50.yaml is >= 10x faster
+Targets (from the design card): `netspec check` on specs/torchvision/resnet50.yaml is >= 10x faster
 than `torchinfo.summary` on torchvision's resnet50 and uses <= 1/5 of its memory, measured in the
 same run and reported as ratios; a spec with >= 10^12 parameters checks in under a second without
 allocating its weights.
@@ -13,7 +13,7 @@ imports or heap (this parent process never imports torch, torchinfo or netspec):
 * end to end: what a user waits for, one child per run, `--runs` runs per side, interleaved
   (netspec, torchinfo, netspec, ...) so that drift on the machine hits both sides alike, after one
   untimed warm-up run per side (so that both read their files from the page cache).
-    - netspec:   the `netspec check specs/imagenet/resnet50.yaml` command (console script, stdout
+    - netspec:   the `netspec check specs/torchvision/resnet50.yaml` command (console script, stdout
                  discarded; it renders the full table, which torchinfo with verbose=0 does not).
     - torchinfo: `python -c "import torchvision, torchinfo; torchinfo.summary(
                  torchvision.models.resnet50(weights=None), input_size=(1, 3, 224, 224), verbose=0)"`.
@@ -70,7 +70,7 @@ from pathlib import Path
 from common import machine, print_table  # benchmarks/common.py (the script's own folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ROOT / "specs" / "imagenet" / "resnet50.yaml"
+SPEC = ROOT / "specs" / "torchvision" / "resnet50.yaml"
 MIB = 1024 * 1024
 
 TORCHINFO_USER_CODE = (

@@ -145,6 +145,7 @@ class Source:
     model: Any  # torch.nn.Module
     card: ModelCard
     run: Run | None = None
+    notes: list[str] = field(default_factory=list)  # how its weights were had (--init-from)
 
     @property
     def name(self) -> str:
@@ -167,9 +168,10 @@ class Source:
         return np.stack([data.val[i][0].numpy() for i in range(min(count, len(data.val)))])
 
 
-def load_source(path: Path, weights: str = "best", seed: int = 0, input: str | None = None) -> Source:
-    """A spec (weights from its `init:`, seeded; `input` may override its size) or a run
-    directory (its trained weights)."""
+def load_source(path: Path, weights: str = "best", seed: int = 0, input: str | None = None,
+                init_from: str | None = None, set_vars: list[str] | None = None) -> Source:
+    """A spec (weights from its `init:`, seeded, or from `init_from` = torchvision:NAME; `input`
+    and `set_vars` may override its size and vars) or a run directory (its trained weights)."""
     import torch
 
     import netspec
@@ -177,10 +179,36 @@ def load_source(path: Path, weights: str = "best", seed: int = 0, input: str | N
 
     path = Path(path)
     if path.is_dir():
+        if init_from is not None:
+            raise OptionError.at(None, "--init-from", f"{path} is a run directory, which exports its own weights",
+                                 "--init-from torchvision:NAME is for a spec")
         run = load_run(path, weights)
         return Source(run.model, run.card, run)
-    spec = netspec.load(path, input=input)
+    spec = netspec.load(path, overrides=set_vars or [], input=input)
     torch.manual_seed(seed)
     model = netspec.build(spec).eval()
     labels = check_spec_labels(spec, tuple(model.netspec["output"]))
-    return Source(model, ModelCard.of_spec(spec, labels))
+    if init_from is None:
+        return Source(model, ModelCard.of_spec(spec, labels))
+    return _pretrained_source(spec, model, labels, init_from)
+
+
+def _pretrained_source(spec, model, labels: list[str] | None, init_from: str) -> Source:
+    """The spec's model with torchvision's pretrained weights; the model card's labels are the
+    weights' categories when the spec names none and the output width is their count, its
+    preprocessing torchvision's mean and std for them."""
+    from netspec.compile.pretrained import initialise, is_pretrained
+
+    if not is_pretrained(init_from):
+        raise OptionError.at(None, "--init-from", f"expected torchvision:NAME, got {ascii(str(init_from)[:80])}",
+                             "to export trained weights, export the run directory")
+    loaded = initialise(model, init_from)
+    model.eval()
+    categories, output = loaded.categories, list(model.netspec["output"])
+    if labels is None and categories and output == [len(categories)]:
+        labels = categories
+    mean, std = loaded.normalisation() or (None, None)
+    if mean is not None and len(mean) != spec.input[0]:  # another number of channels: not its statistics
+        mean, std = None, None
+    card = ModelCard.of_spec(spec, labels, mean, std, normalize=mean is not None)
+    return Source(model, card, notes=[loaded.note()])

@@ -9,22 +9,23 @@ import torch
 from torch import fx, nn
 
 import netspec
+from netspec.compile.aux_modules import take_aux_outputs
 from netspec.compile.modules import Residual
 from tests.conftest import SPECS, spec_files
-
-SMALL_INPUT = {"imagenet": [3, 64, 64]}  # keep the suite fast; every imagenet spec accepts it
+from tests.test_zoo import ZOO, reduced  # the zoo's reduced input sizes (64×64 unless one needs more)
 
 
 @pytest.mark.parametrize("path", spec_files(), ids=lambda p: str(p.relative_to(SPECS)))
 def test_every_spec_builds_and_runs_forward_and_backward(path):
     torch.manual_seed(0)
-    size = SMALL_INPUT.get(path.parent.name)
-    spec = netspec.load(path, input="x".join(map(str, size)) if size else None)
+    size = reduced(path.stem) if path.parent == ZOO else None  # keep the suite fast
+    spec = netspec.load(path, input=f"3x{size}x{size}" if size else None)
     model = netspec.build(spec).train()
     x = torch.randn(2, *spec.input)
     out = model(x)
     assert tuple(out.shape) == (2, *netspec.check(spec).output)
-    out.square().mean().backward()
+    aux = take_aux_outputs(model)  # googlenet, inception_v3: the heads' outputs, in training only
+    (out.square().mean() + sum(o.square().mean() for _, o in aux)).backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
@@ -188,7 +189,7 @@ def test_the_compiler_maps_every_inferred_node_to_its_module():
     from netspec.compile.compiler import build_with_report, compile_model
     from netspec.lang.ir import walk
 
-    spec = netspec.load(SPECS / "imagenet" / "resnet18.yaml", input="3x64x64")  # `shortcut: auto` blocks
+    spec = netspec.load(SPECS / "torchvision" / "resnet18.yaml", input="3x64x64")  # `shortcut: auto` blocks
     written = list(walk(spec.root))
     report = netspec.check(spec)
     assert list(walk(spec.root)) == written  # inference keys results by node; it never edits the IR

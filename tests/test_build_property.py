@@ -43,7 +43,6 @@ from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis.errors import InvalidArgument
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
 
 import netspec  # noqa: E402
 from netspec.compile.compiler import compile_model  # noqa: E402
@@ -78,20 +77,14 @@ def compare_tree(report, seq, records, where="layers"):
 
 
 def runtime_macs(model, x) -> int:
-    """MACs per sample counted from the real conv / linear calls (weights × output positions)."""
-    total = [0]
+    """MACs per sample counted by torch from the real calls: FlopCounterMode's matmul-like ops
+    (conv, linear, attention's projections and score/weight matmuls) / 2, divided by the batch."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def hook(module, inputs, output):
-        per_output = module.weight[0].numel()  # (C/groups)·kh·kw for conv, in_features for linear
-        total[0] += per_output * (output.numel() // output.shape[0])
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        model.eval()
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x)
-    for h in handles:
-        h.remove()
-    return total[0]
+    return counter.get_total_flops() // 2 // x.shape[0]
 
 
 def say(text: str) -> None:
@@ -184,6 +177,9 @@ def spec_of(channels, height, width, *layers):
 # A residual whose body changes channels and halves odd sizes: 7 → 4 needs stride 2 (⌊6/2⌋ + 1).
 @example(spec_of(3, 7, 9, item("residual", {"body": [item("conv", {"out": 5, "kernel": 3, "stride": 2,
                                                                        "padding": 1})], "shortcut": "auto"})))
+# A ViT tail: attention's projections and score matmuls counted as torch runs them.
+@example(spec_of(3, 8, 8, item("conv", {"out": 8, "kernel": 2, "stride": 2}), item("tokens"), item("class_token"),
+                 item("pos_embedding"), item("attention", {"heads": 2}), item("select_token"), item("linear", 5)))
 # Identity shortcut on a changing shape: both reject.
 @example(spec_of(3, 8, 8, item("residual", {"body": [item("conv", {"out": 4, "kernel": 1})],
                                              "shortcut": "identity"})))

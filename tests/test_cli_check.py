@@ -36,7 +36,7 @@ def test_json_has_the_documented_fields(cli):
 
 
 def test_input_override_and_set(cli, tmp_path):
-    result = cli("check", SPECS / "imagenet/vgg16.yaml", "--input", "3x64x64", "--set", "classes=10", "--json")
+    result = cli("check", SPECS / "torchvision/vgg16.yaml", "--input", "3x64x64", "--set", "classes=10", "--json")
     report = json.loads(result.out)
     assert report["input"] == [3, 64, 64] and report["output"] == [10]
     # adaptive_avgpool keeps the classifier input at 512·7·7 whatever the image size
@@ -44,7 +44,7 @@ def test_input_override_and_set(cli, tmp_path):
 
 
 def test_unknown_set_name_is_a_user_error(cli):
-    result = cli("check", SPECS / "imagenet/vgg16.yaml", "--set", "clases=10")
+    result = cli("check", SPECS / "torchvision/vgg16.yaml", "--set", "clases=10")
     assert result.code == 2
     assert "`clases` is not a var of this spec" in result.err and "did you mean `classes`?" in result.err
 

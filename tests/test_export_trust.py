@@ -259,7 +259,7 @@ def test_the_issues_ceil_pool_exports_and_matches(tmp_path, cli):
 
 
 def test_lowering_is_undone_after_the_export(tmp_path):
-    source = load_source(SPECS / "imagenet" / "googlenet.yaml", input="3x64x64")
+    source = load_source(SPECS / "torchvision" / "googlenet.yaml", input="3x64x64")
     pools = [m for m in source.model.modules() if isinstance(m, nn.MaxPool2d) and m.ceil_mode]
     with lowered_ceil_pools(source.model) as swapped:
         assert swapped == len(pools) > 0

@@ -37,7 +37,7 @@ def error_of(call) -> str:
 
 def test_shipped_specs_include_their_blocks_from_any_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # far from the repository's netspec.toml
-    report = netspec.check(netspec.load(ROOT / "specs" / "imagenet" / "resnet18.yaml"))
+    report = netspec.check(netspec.load(ROOT / "specs" / "torchvision" / "resnet18.yaml"))
     assert report.output == (1000,)
 
 

@@ -15,7 +15,7 @@ MODELS = ["vgg11", "vgg11_bn", "vgg16", "resnet18", "resnet34", "resnet50", "goo
 
 
 def torchvision_model(name: str) -> nn.Module:
-    kwargs = {"aux_logits": False, "transform_input": False, "init_weights": True} if name == "googlenet" else {}
+    kwargs = {"init_weights": True} if name == "googlenet" else {}  # its default constructor: aux heads
     model = getattr(torchvision.models, name)(weights=None, **kwargs)
     for module in model.modules():  # non-trivial BatchNorm, so eval mode exercises every tensor
         if isinstance(module, nn.BatchNorm2d):
@@ -31,7 +31,7 @@ def torchvision_model(name: str) -> nn.Module:
 def test_outputs_match_torchvision_after_copying_weights(name):
     torch.manual_seed(0)
     reference = torchvision_model(name)
-    model = netspec.build(SPECS / "imagenet" / f"{name}.yaml").eval()
+    model = netspec.build(SPECS / "torchvision" / f"{name}.yaml").eval()
     report = load_torchvision(model, reference)
     assert report.complete, report.summary()
     assert len(report.loaded) == len(reference.state_dict())
@@ -43,7 +43,7 @@ def test_outputs_match_torchvision_after_copying_weights(name):
 
 
 def test_structure_mismatch_names_both_tensors():
-    model = netspec.build(SPECS / "imagenet" / "resnet18.yaml")
+    model = netspec.build(SPECS / "torchvision" / "resnet18.yaml")
     with pytest.raises(StructureMismatch, match=r"does not line up with"):
         load_torchvision(model, torchvision.models.resnet34(weights=None))
 
@@ -52,8 +52,8 @@ def test_partial_state_dict_reports_what_it_skipped():
     """The seeds' fine-tuning pattern: load what fits, say what did not."""
     from netspec.compile.weights import load_partial
 
-    source = netspec.build(SPECS / "imagenet" / "resnet18.yaml")
-    target = netspec.build(netspec.load(SPECS / "imagenet" / "resnet18.yaml", overrides=["classes=10"]))
+    source = netspec.build(SPECS / "torchvision" / "resnet18.yaml")
+    target = netspec.build(netspec.load(SPECS / "torchvision" / "resnet18.yaml", overrides=["classes=10"]))
     state = source.state_dict()
     state["extra.weight"] = torch.zeros(3)
     report = load_partial(target, state)
@@ -70,7 +70,7 @@ def test_gradients_match_torchvision_in_training_mode():
     """The compiler's in-place ReLUs and residual adds must not change a single gradient."""
     torch.manual_seed(0)
     reference = torchvision_model("resnet18").train()
-    model = netspec.build(SPECS / "imagenet" / "resnet18.yaml").train()
+    model = netspec.build(SPECS / "torchvision" / "resnet18.yaml").train()
     load_torchvision(model, reference)
     x = torch.randn(2, 3, 64, 64)
     for m in (model, reference):

@@ -81,6 +81,10 @@ def export(
                               "converted from 18 where onnx's version converter can (refused otherwise)"),
     batch: str = typer.Option("dynamic", "--batch", help=f"dynamic, or a fixed batch size N (1..{MAX_BATCH_SIZE})"),
     weights: str = typer.Option("best", "--weights", help="for a run directory: best|last"),
+    init_from: Optional[str] = typer.Option(
+        None, "--init-from", help="for a spec: torchvision:NAME, torchvision's pretrained weights "
+        "(e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1, from torch's cache in TORCH_HOME)"),
+    set_: List[str] = typer.Option([], "--set", help="for a spec: override a var: name=value (repeatable)"),
 ) -> None:
     """Export (ONNX so far), check the file, and verify it against PyTorch (exit 1 if they differ)."""
     exporter = format_named(chosen_format(format_, onnx))
@@ -90,7 +94,9 @@ def export(
     check_weights(weights)
     from netspec.run import load_source  # the format-neutral source: a spec or a run directory
 
-    loaded = load_source(source, weights)
+    loaded = load_source(source, weights, init_from=init_from, set_vars=set_)
+    for note in loaded.notes:
+        typer.echo(note)
     if output is None:
         output = (source if source.is_dir() else Path(".")) / f"{loaded.name}{exporter.SUFFIX}"
     elif output.is_dir():  # -o DIR: <name>.<suffix> inside it, as `cp FILE DIR` would

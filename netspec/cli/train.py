@@ -27,7 +27,9 @@ def train(
     *,
     out: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/<name>-<n>)"),
     resume: bool = typer.Option(False, "--resume", help="continue the last run (or --out RUN_DIR)"),
-    init_from: Optional[Path] = typer.Option(None, "--init-from", help="RUN_DIR or file.safetensors to start from"),
+    init_from: Optional[str] = typer.Option(
+        None, "--init-from", help="RUN_DIR or file.safetensors to start from, or torchvision:NAME "
+        "(pretrained weights, e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1, from torch's cache in TORCH_HOME)"),
     set_: List[str] = typer.Option([], "--set", help="override a var: name=value (repeatable)"),
     nproc: int = typer.Option(1, "--nproc", min=1, max=MAX_NPROC,
                               help="processes (DistributedDataParallel: gloo on CPU, NCCL on CUDA)"),
@@ -36,7 +38,7 @@ def train(
     """Train a spec: progress, per-epoch metrics, curves, checkpoints that survive a crash."""
     overrides = settings_given(settings)
     if nproc > 1:
-        raise typer.Exit(launch_workers(ctx.obj.argv, spec, overrides, set_, nproc, out, resume))
+        raise typer.Exit(launch_workers(ctx.obj.argv, spec, overrides, set_, nproc, out, resume, init_from))
     from netspec.train.distributed import process_group
     from netspec.train.loop import train as run_training
 
@@ -45,8 +47,10 @@ def train(
 
 
 def launch_workers(argv: list[str], spec: Path, overrides: dict, set_vars: list[str], nproc: int,
-                   out: Path | None, resume: bool) -> int:
-    """Check the settings once (bad flags: one error here, not one per worker), then run the workers."""
+                   out: Path | None, resume: bool, init_from: str | None = None) -> int:
+    """Check the settings once (bad flags: one error here, not one per worker), then run the workers
+    (pretrained weights downloaded here, once, into the cache every worker reads)."""
+    from netspec.compile.pretrained import fetch, is_pretrained, resolve
     from netspec.lang.spec import load
     from netspec.train.config import check_processes
     from netspec.train.distributed import launch
@@ -54,6 +58,8 @@ def launch_workers(argv: list[str], spec: Path, overrides: dict, set_vars: list[
 
     loaded = load(spec, overrides=set_vars)
     check_processes(resolve_config(loaded, overrides).batch_size, nproc)
+    if is_pretrained(init_from) and not resume:
+        fetch(resolve(init_from.split(":", 1)[1]))
     worker = ["-m", WORKER_MODULE, *without(argv[argv.index("train"):], *LAUNCHER_ONLY)]
     return launch(loaded.name, worker, nproc, out, resume)
 

@@ -10,6 +10,7 @@ node → module mapping it returns.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections import OrderedDict
 
@@ -104,6 +105,9 @@ class Compiler:
         graph = fx.Graph()
         values = {-1: graph.placeholder("x")}
         for i, (name, reads) in enumerate(zip(names, sources)):
+            for s in reads:  # `from: NAME.k` of a split: its output stacks the parts, part k is out[:, k]
+                if isinstance(s, tuple) and s not in values:
+                    values[s] = graph.call_function(operator.getitem, (values[s[0]], (slice(None), s[1])))
             values[i] = graph.call_module(name, tuple(values[s] for s in reads))
         graph.output(values[len(modules) - 1])
         class_name = _identifier(kind).title().replace("_", "") or "Graph"

@@ -6,13 +6,14 @@ the caller raises a single SpecError at the end.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints
 from typing_extensions import Annotated
 
 from netspec.errors import MAX_ERRORS_COLLECTED, Diagnostic, Mark, did_you_mean
+from netspec.lang import type_params
 from netspec.lang.expansion_costs import MAX_EXPANSION_STEPS, MAX_LAYERS, MAX_NESTING, MAX_REPEAT, LeastLayers, use_key
 from netspec.lang.exprs import SubstitutionError, substitute
 from netspec.lang.init import Rule, looks_like_kind_rules, parse_kind_rules, parse_rule, weighted_kinds
@@ -27,6 +28,9 @@ NODE_KEYS = ("name", "from", "repeat", "trainable", "init")
 REQUIRED = "required"
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER)]
+# what `from:` names: a layer (`name`), or one output of a split (`name.0`, `name.1`, …)
+REFERENCE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[0-9]{1,6})?$"
+Reference = Annotated[str, StringConstraints(pattern=REFERENCE)]
 
 # Names people bring from other frameworks, mapped to ours for the "did you mean".
 ALIASES = {
@@ -54,8 +58,9 @@ class NodeKeys(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
     name: Optional[Identifier] = Field(None, description="a name other layers' `from:` can refer to")
-    from_: Optional[Union[Identifier, list[Identifier]]] = Field(
-        None, alias="from", description="input node name(s); default: the previous node")
+    from_: Optional[Union[Reference, list[Reference]]] = Field(
+        None, alias="from", description="input node name(s), `name.i` for output i of a split; "
+        "default: the previous node")
     repeat: int = Field(1, ge=1, le=MAX_REPEAT, description="stack this node N times")
     trainable: bool = Field(True, description="false freezes this node's parameters")
     init: Optional[NodeInit] = Field(None, description="initialisation: a rule for this layer, or "
@@ -74,12 +79,14 @@ class Block:
     layers: Any
     mark: Mark | None
     broken: bool = False  # its definition failed validation (already reported)
+    param_marks: dict[str, Mark] = field(default_factory=dict)  # where each default was written
 
 
 @dataclass(frozen=True)
 class Scope:
     values: dict[str, Any]  # vars, then the innermost block's params
     chain: tuple[str, ...] = ()  # blocks being instantiated, outermost first
+    marks: dict[str, Any] = field(default_factory=dict)  # where each block parameter's value was written
 
 
 class Expander:
@@ -169,8 +176,15 @@ class Expander:
         if split is None:
             return None
         kind, args, keys_yaml = split
+        substituted = False
+        if kind.startswith("$"):  # `- $act`: a block parameter that names the layer type
+            resolved = type_params.resolve(self, kind, args, origin, scope)
+            if resolved is None:
+                self.note_failed(keys_yaml)
+                return None
+            kind, args, substituted = resolved
         try:
-            args = substitute(args, scope.values)
+            args = args if substituted else substitute(args, scope.values)
             if keys_yaml:
                 keys_yaml = substitute(keys_yaml, scope.values)
         except SubstitutionError as e:
@@ -264,13 +278,16 @@ class Expander:
             return macro.expand(self, origin, scope, args) if macro is not None else None
         if kind in self.blocks:
             return self.instantiate(self.blocks[kind], args, origin, scope)
-        known = [*REGISTRY, *MACROS, *self.blocks]
+        known = self.known_kinds()
         hint = did_you_mean(kind, known)
         if hint is None and str(kind).lower() in ALIASES:
             hint = f"netspec calls it `{ALIASES[str(kind).lower()]}`"
         self.error(origin.mark, origin.path, f"unknown layer type `{kind}`",
                    hint or "see `netspec schema` or docs/spec-language.md")
         return None
+
+    def known_kinds(self) -> list[str]:
+        return [*REGISTRY, *MACROS, *self.blocks]
 
     def arguments(self, cls, args: Any, origin: Origin, where: str):
         if args is None:
@@ -320,7 +337,8 @@ class Expander:
                               else f" (block `{block.name}` alone expands to more)")
             return None
         layers, steps, errors = self.layer_count, self.steps, len(self.diagnostics)
-        inner = Scope({**self.global_values, **bound}, (*scope.chain, block.name))
+        inner = Scope({**self.global_values, **bound}, (*scope.chain, block.name),
+                      type_params.param_marks(block, args, bound, origin))
         seq = self.sequence(block.layers, origin, block.name, inner, label=block.name)
         failed = len(self.diagnostics) > errors
         self.block_uses[key] = None if failed else (self.layer_count - layers, self.steps - steps)

@@ -40,6 +40,12 @@ from netspec.shapes.node_shapes import NodeShapes
 INPUT_NAME = "input"  # what `from:` calls a list's input
 
 
+def parse_reference(text: str) -> tuple[str, int | None]:
+    """`from:` text → (name, part): `parts.1` → ("parts", 1), `conv1` → ("conv1", None)."""
+    name, dot, index = text.partition(".")
+    return (name, int(index)) if dot else (name, None)
+
+
 @dataclass(frozen=True)
 class Origin:
     """Where a node was written, and how expansion reached it.
@@ -72,6 +78,11 @@ class Node:
     def arity(self) -> int | None:
         """How many inputs the node takes (None: two or more)."""
         return 1
+
+    @property
+    def parts(self) -> int | None:
+        """How many outputs `from: NAME.i` reads (a split); None: one output, read by name."""
+        return None
 
     def children(self) -> Sequence["Node"]:
         return ()
@@ -108,6 +119,10 @@ class LayerNode(Node):
     def arity(self) -> int | None:
         return self.layer.arity
 
+    @property
+    def parts(self) -> int | None:
+        return getattr(self.layer, "parts", None)
+
     def infer(self, walker, inputs: list[Shape], depth: int, trainable: bool) -> NodeShapes:
         return walker.leaf(self, inputs, depth, trainable)
 
@@ -136,12 +151,13 @@ class SeqNode(Node):
         return walker.group(self, inputs, depth, lambda d: self.infer_items(walker, inputs, d, trainable))
 
     def infer_items(self, walker, inputs: list[Shape], depth: int, trainable: bool) -> NodeShapes:
-        """The items' rows, each fed from the previous item or the ones `from:` names."""
+        """The items' rows, each fed from the previous item or the ones `from:` names; a source is an
+        item's index (-1: the list's input), or (index, part) for `from: NAME.part` of a split."""
         outputs: list[Shape] = []
         names: dict[str, int] = {INPUT_NAME: -1}
         for i, child in enumerate(self.nodes):
-            sources = [names[s] for s in child.sources] if child.sources else [i - 1]
-            child_inputs = [inputs[0] if s < 0 else outputs[s] for s in sources]
+            sources = [_source(names, s) for s in child.sources] if child.sources else [i - 1]
+            child_inputs = [_read(inputs[0], outputs, s) for s in sources]
             outputs.append(walker.node(child, child_inputs, depth, trainable, sources).output)
             if child.name:
                 names[child.name] = i
@@ -155,6 +171,18 @@ class SeqNode(Node):
         if all(s == [i - 1] for i, s in enumerate(sources)):
             return compiler.chain(names, modules)
         return compiler.graph(self.kind, names, modules, sources)
+
+
+def _source(names: dict[str, int], reference: str):
+    name, part = parse_reference(reference)
+    return names[name] if part is None else (names[name], part)
+
+
+def _read(given: Shape, outputs: list[Shape], source) -> Shape:
+    """The shape a source gives: the list's input, an item's output, or one part of a split."""
+    if isinstance(source, tuple):
+        return outputs[source[0]][1:]  # a split's output stacks its parts along its first axis
+    return given if source < 0 else outputs[source]
 
 
 @dataclass(eq=False)
@@ -276,3 +304,75 @@ class Spec:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+@dataclass(eq=False)
+class AuxNode(Node):
+    """An auxiliary head (`aux`, GoogLeNet / Inception v3): passes its input through unchanged.
+    In training its head runs on that input and its class scores are collected for the loss
+    (weight · CE, netspec.train.loop); in eval (and so in any export) the head does not run.
+    Its params count in the totals; its MACs are training-only, so they are left out of the
+    MAC total (torchvision's `_ops` are eval-mode MACs) and written in the aux row's formula."""
+
+    head: SeqNode | None = None
+    weight: float = 1.0
+
+    @property
+    def kind(self) -> str:
+        return "aux"
+
+    def children(self) -> Sequence[Node]:
+        return (self.head,)
+
+    def infer(self, walker, inputs: list[Shape], depth: int, trainable: bool) -> NodeShapes:
+        at = len(walker.rows)
+        found = {}
+        shapes = walker.group(self, inputs, depth, lambda d: self.infer_head(walker, inputs, d, trainable, found))
+        row = walker.rows[at]
+        row.label = f"aux (weight {self.weight:g}, training only)"
+        row.formula = (f"head → {shape_text(found['output'])}; {row.formula}; {sym.fmt(found['macs'])} MACs in "
+                       "training only, not in the MAC total")
+        _check_heads_at_end(walker, self, found["output"])
+        return shapes
+
+    def infer_head(self, walker, inputs: list[Shape], depth: int, trainable: bool, found: dict) -> NodeShapes:
+        at = len(walker.rows)
+        found["output"] = walker.part(self.head, inputs, depth, trainable).output
+        found["macs"] = 0
+        for row in walker.rows[at:]:  # training-only MACs: out of the running totals (eval-mode MACs)
+            if row.leaf and row.macs != 0:
+                found["macs"] = sym.add(found["macs"], row.macs)
+                walker.running["macs"] = sym.sub(walker.running["macs"], row.macs)
+                row.formula = f"{row.formula} [aux: {sym.fmt(row.macs)} MACs, training only]"
+                row.macs = 0
+        return NodeShapes(inputs, inputs[0], trainable)
+
+    def compile(self, compiler, shapes: NodeShapes, rules: dict):
+        from netspec.compile.aux_modules import AuxHead
+
+        return AuxHead(compiler.node(self.head, rules), self.weight)
+
+
+def _check_heads_at_end(walker, node: AuxNode, output: Shape) -> None:
+    """An aux head must give class scores shaped like the main output, which is known only when the
+    walk ends: the walker's report step checks every head's output then (a located ShapeError)."""
+    heads = walker.__dict__.setdefault("aux_heads", [])
+    if not heads:
+        plain_report = walker.report
+
+        def report(main: Shape | None):
+            for aux, head in heads if main is not None else ():
+                walker.ctx.origin = aux.origin
+                try:
+                    for a, b in zip(head, main):
+                        walker.ctx.equal(a, b, f"the aux head gives {shape_text(head)} but the main output is "
+                                         f"{shape_text(main)}", "end the head in the class scores (`linear: $classes`)")
+                    if len(head) != len(main):
+                        raise ShapeError(f"the aux head gives {shape_text(head)} but the main output is "
+                                         f"{shape_text(main)}", "end the head in the class scores (`linear: $classes`)")
+                except ShapeError as e:
+                    raise walker.failure(aux.origin, "aux", e) from None
+            return plain_report(main)
+
+        walker.report = report
+    heads.append((node, output))

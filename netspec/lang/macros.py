@@ -1,4 +1,4 @@
-"""Built-in macros: `vgg`, `residual`, `parallel`.
+"""Built-in macros: `vgg`, `residual`, `parallel`, `aux`.
 
 A macro's arguments are a pydantic model like a layer's; instead of a shape rule it has
 `expand`, which turns the arguments into graph nodes (using the expander for nested layer
@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, PositiveInt, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from netspec.lang.ir import LayerNode, Origin, ParallelNode, ResidualNode, SeqNode
+from netspec.lang.ir import AuxNode, LayerNode, Origin, ParallelNode, ResidualNode, SeqNode
 from netspec.lang.source import mark_of
 from netspec.layers.base import REGISTRY, describe
 
@@ -122,3 +122,24 @@ class Parallel(Macro):
         paths = [expander.sequence(p, origin, f"paths[{i}]", scope, label=f"path{i}")
                  for i, p in enumerate(self.paths)]
         return ParallelNode(origin, paths=paths, merge=self.merge)
+
+
+@register_macro
+class Aux(Macro):
+    kind = "aux"
+    summary = ("An auxiliary head (GoogLeNet, Inception v3): passes its input through; in training its "
+               "`layers` run on that input and add weight · cross-entropy of their class scores to the loss; "
+               "in eval and export the head does not run.")
+    formula_doc = ("output = input; the head must end in the main output's shape (class scores); "
+                   "params = the head's (counted); MACs: the head's are training-only, not in the total")
+    example = ("- conv: {out: 8, kernel: 3, padding: 1}\n"
+               "- aux:\n    weight: 0.3\n    layers:\n      - global_avgpool\n      - flatten\n"
+               "      - linear: 10\n"
+               "- global_avgpool\n- flatten\n- linear: 10")
+
+    weight: float = Field(gt=0, description="the head's loss weight: loss = CE(main) + Σ weight · CE(head)")
+    layers: LayerList = Field(description="the head, ending in class scores")
+
+    def expand(self, expander, origin: Origin, scope, raw) -> AuxNode:
+        head = expander.sequence(self.layers, origin, "layers", scope, label="head")
+        return AuxNode(origin, head=head, weight=self.weight)

@@ -15,7 +15,7 @@ from netspec.errors import Diagnostic, Mark, SpecError, did_you_mean
 from netspec.lang.expand import IDENTIFIER, NODE_KEYS, Block, Expander, Identifier, Scope
 from netspec.lang.exprs import SubstitutionError, substitute
 from netspec.lang.init import parse_kind_rules, weighted_kinds
-from netspec.lang.ir import INPUT_NAME, Node, Origin, Spec
+from netspec.lang.ir import INPUT_NAME, Node, Origin, Spec, parse_reference
 from netspec.lang.macros import MACROS, LayerList
 from netspec.lang.source import MAX_INT_LITERAL, YMap, key_mark_of, mark_of, parse_yaml
 from netspec.lang.validation import validate
@@ -41,8 +41,11 @@ SpecInit = Annotated[Any, PlainValidator(lambda v: parse_kind_rules(v, weighted_
 class BlockDef(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    params: dict[Identifier, Any] = Field(default_factory=dict, description="name: default, or `required`")
-    layers: LayerList = Field(description="the block's layers; `$param` / `${expr}` substitute parameters")
+    params: dict[Identifier, Any] = Field(default_factory=dict, description=(
+        "name: default, or `required`; a layer type (`act: relu`, or with arguments `act: {leaky_relu: 0.1}`) "
+        "can be passed and placed as a layer with `- $act`"))
+    layers: LayerList = Field(description="the block's layers; `$param` / `${expr}` substitute parameters, "
+                              "`- $param` puts the layer type a parameter names")
     description: str = ""
 
 
@@ -169,7 +172,8 @@ def _collect_blocks(root: YMap, header: SpecFile, path: Path, sources: IncludeSo
             continue
         params_yaml = own[block_name].get("params") if isinstance(own[block_name], dict) else None
         params = {p: (params_yaml[p] if isinstance(params_yaml, dict) else v) for p, v in definition.params.items()}
-        blocks[block_name] = Block(block_name, params, own[block_name]["layers"], mark)
+        marks = {p: mark_of(params_yaml, p, mark) for p in params} if isinstance(params_yaml, YMap) else {}
+        blocks[block_name] = Block(block_name, params, own[block_name]["layers"], mark, param_marks=marks)
     return blocks
 
 
@@ -297,10 +301,17 @@ def check_references(parent: Node, diagnostics: list[Diagnostic], failed: set[st
         return
     defined: dict[str, Node] = {}
     later = {n.name: n for n in items if n.name}
-    for node in items:
+    for previous, node in zip((None, *items), items):
         where = f"{node.origin.path} {node.kind}"
-        for source in node.sources or []:
+        _check_split_read(previous, node, where, diagnostics)
+        for reference in node.sources or []:
+            source, part = parse_reference(reference)
+            if source in defined:
+                _check_part(defined[source], reference, part, node, where, diagnostics)
             if source == INPUT_NAME or source in defined or source in failed:
+                if source == INPUT_NAME and part is not None:
+                    diagnostics.append(Diagnostic(node.from_mark, where, f"`from: {reference}`: `input` is one "
+                                                  "tensor, not a split", "write `from: input`"))
                 continue
             if source == node.name or (source in later and source not in defined):
                 target = later[source]
@@ -322,6 +333,33 @@ def check_references(parent: Node, diagnostics: list[Diagnostic], failed: set[st
                                               f"(line {first.line if first else '?'})"))
             defined[node.name] = node
         check_references(node, diagnostics, failed)
+
+
+def _check_part(target: Node, reference: str, part: int | None, node: Node, where: str,
+                diagnostics: list[Diagnostic]) -> None:
+    """`from: NAME.i` reads output i of a split; a split is read only that way."""
+    name, parts = target.name, target.parts
+    valid = ", ".join(f"`{name}.{i}`" for i in range(min(parts or 0, 8))) + (", …" if (parts or 0) > 8 else "")
+    if parts is None and part is not None:
+        diagnostics.append(Diagnostic(node.from_mark, where, f"`from: {reference}`: `{name}` is a {target.kind} "
+                                      "with one output, not a split", f"write `from: {name}`"))
+    elif parts is not None and part is None:
+        diagnostics.append(Diagnostic(node.from_mark, where, f"`from: {reference}`: `{name}` is a split with "
+                                      f"{parts} outputs; read one of them", f"write one of {valid}"))
+    elif parts is not None and part >= parts:
+        diagnostics.append(Diagnostic(node.from_mark, where, f"`from: {reference}`: split `{name}` has outputs "
+                                      f"0 to {parts - 1}, not {part}", f"write one of {valid}"))
+
+
+def _check_split_read(previous: Node | None, node: Node, where: str, diagnostics: list[Diagnostic]) -> None:
+    """A split's outputs are read with `from: NAME.i`, never by the next item implicitly (at the end of
+    a list, what the list gives is the parts stacked, as its row shows)."""
+    if previous is not None and previous.parts is not None and node.sources is None:
+        name = previous.name or "parts"
+        diagnostics.append(Diagnostic(node.origin.mark, where, f"this reads the split before it (line "
+                                      f"{previous.origin.mark.line if previous.origin.mark else '?'}), which has "
+                                      f"{previous.parts} outputs", f"read one: `from: {name}.0`"
+                                      + ("" if previous.name else f" (and give the split `name: {name}`)")))
 
 
 def _check_arity(node: Node, where: str, diagnostics: list[Diagnostic]) -> None:

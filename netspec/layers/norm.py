@@ -1,6 +1,9 @@
-"""Normalisation layers: `bn` (BatchNorm1d/2d by rank), `ln` (LayerNorm), `gn` (GroupNorm)."""
+"""Normalisation layers: `bn` (BatchNorm1d/2d by rank), `ln` (LayerNorm over all axes, the channels or the
+last axis), `gn` (GroupNorm)."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, confloat
 
@@ -46,26 +49,44 @@ class BatchNorm(Layer):
 class LayerNorm(Layer):
     kind = "ln"
     has_weights = True
-    torch_equivalent = "torch.nn.LayerNorm"
-    summary = "Layer normalisation over every non-batch axis (C×H×W or the feature vector)."
-    formula_doc = "shape unchanged; params = 2·numel(input) when elementwise_affine"
-    example = "- conv: {out: 8, kernel: 3}\n- ln"
+    torch_equivalent = ("torch.nn.LayerNorm; over: channels on C×H×W = torchvision's convnext.LayerNorm2d "
+                        "(permute to channels-last, LayerNorm(C), permute back)")
+    summary = ("Layer normalisation over every non-batch axis (`over: all`), over the channel axis of a map "
+               "(`over: channels`, ConvNeXt's LayerNorm2d) or over the last axis (`over: last`: channels-last "
+               "maps, token features).")
+    formula_doc = ("shape unchanged; params = 2·numel(input) (all), 2·C (channels) or 2·last axis (last) "
+                   "when elementwise_affine")
+    example = ("- conv: {out: 8, kernel: 3}\n- ln\n- ln: {over: channels, eps: 1e-6}\n"
+               "- permute: [0, 2, 3, 1]\n- ln: {over: last, eps: 1e-6}")
 
     eps: PositiveFloat = Field(1e-5, description="added to the variance for numerical stability")
     elementwise_affine: bool = Field(True, description="learn a scale and shift for every normalised element")
+    over: Literal["all", "channels", "last"] = Field(
+        "all", description="all: every non-batch axis; channels: the channel axis (C of C×H×W); last: the last axis")
+
+    def normalised(self, shape: Shape) -> Shape:
+        if not shape:
+            raise ShapeError("ln needs at least one axis, the input is a scalar")
+        return tuple(shape) if self.over == "all" else (shape[0],) if self.over == "channels" else (shape[-1],)
 
     def infer(self, inputs: list[Shape], ctx: InferContext) -> LayerInfo:
         shape = inputs[0]
-        if any(not isinstance(d, int) for d in shape):
-            raise ShapeError(f"ln normalises over {shape_text(shape)}, which depends on the input size",
+        axes = self.normalised(shape)
+        if any(not isinstance(d, int) for d in axes):
+            raise ShapeError(f"ln normalises over {shape_text(axes)}, which depends on the input size",
                              "give a concrete input size (--input CxHxW)")
-        params = 2 * sym.product(shape) if self.elementwise_affine else 0
-        return LayerInfo(shape, "same shape", params=params)
+        params = 2 * sym.product(axes) if self.elementwise_affine else 0
+        formula = "same shape" if self.over == "all" else f"same shape, normalised over {shape_text(axes)}"
+        return LayerInfo(shape, formula, params=params)
 
     def build(self, inputs: list[Shape], output: Shape):
         from torch import nn
 
-        return nn.LayerNorm(list(inputs[0]), eps=self.eps, elementwise_affine=self.elementwise_affine)
+        from netspec.compile.modules import ChannelLayerNorm
+
+        axes = list(self.normalised(inputs[0]))
+        cls = ChannelLayerNorm if self.over == "channels" and len(inputs[0]) > 1 else nn.LayerNorm
+        return cls(axes, eps=self.eps, elementwise_affine=self.elementwise_affine)
 
 
 @register

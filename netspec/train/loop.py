@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from netspec.compile.aux_modules import with_aux_losses
 from netspec.data.batches import Batches
 from netspec.errors import OptionError, RunError, RunStopped
 from netspec.progress import Progress, plural
@@ -186,10 +187,11 @@ class Trainer:
                             enabled=self.process.amp_dtype is not None):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
-        # DDP averages the processes' gradients; their shares of the global batch may differ by
-        # one sample, so each process's mean is weighted by its share: the step is then the
-        # gradient of the mean over the whole global batch, as in one process.
-        objective = loss * (len(y) * self.process.world / self.config.batch_size) if self.process.world > 1 else loss
+            objective = with_aux_losses(loss, self.model, y, self.config.label_smoothing)  # + Σ weight·CE(aux)
+        # DDP averages the processes' gradients; their shares of the global batch may differ by one sample, so
+        # each process's mean is weighted by its share: the step is the gradient of the global batch's mean.
+        if self.process.world > 1:
+            objective = objective * (len(y) * self.process.world / self.config.batch_size)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(objective).backward()
@@ -201,8 +203,8 @@ class Trainer:
         return self._logged_loss(loss, logits, y), logits
 
     def _logged_loss(self, loss, logits, y):
-        """The train loss logged: plain cross-entropy, like the validation loss, so the two columns
-        compare; with label smoothing the optimiser minimises the smoothed loss, which is not logged."""
+        """The train loss logged: plain cross-entropy of the main output, like the validation loss, so
+        the two compare; the optimiser minimises it smoothed (label smoothing) plus any aux heads' terms."""
         if not self.config.label_smoothing:
             return loss
         with torch.no_grad():
@@ -267,8 +269,7 @@ class Trainer:
                  f"weights in last.safetensors / best.safetensors)")
 
     def final_validation(self) -> tuple[str, int, float, torch.Tensor]:
-        """(which weights, their epoch, accuracy, confusion) for the end of the run: the best
-        weights, validated again unless they are the last epoch's (whose validation is at hand)."""
+        """(which weights, epoch, accuracy, confusion) at the end: the best, validated again unless last."""
         best = self.run_dir / "best.safetensors"
         if not best.exists():  # only if it was deleted: say what the numbers are of
             epoch = self.last_validation[0] if self.last_validation else self.position.epoch - 1

@@ -12,6 +12,7 @@ import torch
 from pydantic import ValidationError
 
 from netspec import __version__
+from netspec.compile.pretrained import is_pretrained, resolve
 from netspec.data import Data, load_data
 from netspec.errors import Diagnostic, OptionError, RunError, SpecError
 from netspec.lang.spec import Spec, load
@@ -132,6 +133,8 @@ def _prepare(spec_path: Path, overrides: dict, set_vars: list[str], out: Path | 
                                  "continues a run from its own", "give one of them")
         run, overrides, resumed = _resume_settings(spec_path, overrides, set_vars, out, rank, locks)
         resume_from, set_vars = run.directory, run.overrides
+    elif is_pretrained(init_from):  # a bad name before anything is loaded
+        resolve(str(init_from).split(":", 1)[1])
     # A resumed run continues the spec as trained (its copy in the run directory), even if the
     # spec file has changed since.
     spec = run.spec if run is not None else load(spec_path, overrides=set_vars)
@@ -151,9 +154,9 @@ def _prepare(spec_path: Path, overrides: dict, set_vars: list[str], out: Path | 
         config = config.model_copy(update={"channels_last": has_conv and len(spec.input) == 3})
     data = load_data(config.data, spec.input, Path(config.data_root) if config.data_root else None)
     check_outputs(report.output, data, spec, set_vars)
+    if init_from is not None and resume_from is None:  # before the run directory: a bad source leaves none
+        notes.append(initialise_from(bare_model, init_from))
     run_dir = resume_from or _make_run_dir(spec, config, data, set_vars, out, rank, locks)
-    if init_from is not None and resume_from is None:
-        notes.append(initialise_from(bare_model, Path(init_from)))
     bare_model.to(device)
     if config.channels_last:
         bare_model.to(memory_format=torch.channels_last)
@@ -232,11 +235,17 @@ def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.O
     return cls(params, lr=config.lr, weight_decay=config.weight_decay)  # resolved: AdamW's own 0.01 by default
 
 
-def initialise_from(model: torch.nn.Module, source: Path) -> str:
-    """--init-from RUN_DIR|file.safetensors: load tensors matching by name and shape."""
+def initialise_from(model: torch.nn.Module, source: Path | str) -> str:
+    """--init-from RUN_DIR|file.safetensors: load tensors matching by name and shape;
+    --init-from torchvision:NAME: torchvision's pretrained weights, matched by structure
+    (netspec.compile.pretrained). Returns the note the banner shows."""
+    from netspec.compile.pretrained import initialise, is_pretrained
     from netspec.compile.weights import load_partial
     from netspec.train.checkpoint import load_weights
 
+    if is_pretrained(source):
+        return initialise(model, str(source)).note()
+    source = Path(source)
     path = source / "best.safetensors" if source.is_dir() else source
     if source.is_dir() and not path.exists():
         path = source / "last.safetensors"

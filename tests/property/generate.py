@@ -216,7 +216,55 @@ class Gen:
 
     def se(self):
         reduction = self.d(st.integers(1, 8 if self.c is None or self.chance(0.2) else max(1, min(8, self.c))))
-        return self.node_keys(item("se", reduction if self.chance(0.5) else {"reduction": reduction}), False)
+        if self.chance(0.5):
+            return self.node_keys(item("se", reduction if self.chance(0.5) else {"reduction": reduction}), False)
+        # the generalised se: hidden width given or rounded, its activation, gate and form
+        args = {"hidden": self.d(st.integers(1, 6))} if self.chance(0.3) else {"reduction": reduction}
+        if "reduction" in args and self.chance(0.4):
+            args["divisor"] = self.pick(1, 2, 4, 8)
+        if self.chance(0.05):
+            args["reduction"] = reduction  # with `hidden`: an error
+        if self.chance(0.5):
+            args["act"] = self.pick("relu", "silu", "hardswish", "gelu")
+        if self.chance(0.5):
+            args["gate"] = self.pick("sigmoid", "hardsigmoid")
+        if self.chance(0.6):
+            args["form"] = self.pick("linear", "conv")
+        return self.node_keys(item("se", args), False)
+
+    def modern(self):
+        """ConvNeXt / EfficientNet layers that keep the channel count (or change it, for linear)."""
+        which = self.pick("stochastic_depth", "layer_scale", "ln_channels", "linear_channels", "permute")
+        if which == "stochastic_depth":
+            p = self.pick(0.0, 0.2, 0.5)
+            return item(which, p if self.chance(0.5) else {"p": p, "mode": self.pick("row", "batch")})
+        if which == "layer_scale":
+            return self.node_keys(item(which, self.pick(None, 1e-6, 0.5)), False)
+        if which == "ln_channels":
+            return self.node_keys(item("ln", {"over": self.pick("channels", "last"), "eps": 1e-6}), False)
+        if which == "linear_channels":  # on a vector too, where it is the plain linear
+            out = self.d(st.integers(1, 8))
+            self.c = out if self.c is not None else None
+            return self.node_keys(item("linear", {"out": out, "over": "channels"}), False)
+        dims = [0, *self.d(st.permutations([1, 2, 3]))] if self.chance(0.85) else self.pick([1, 0, 2, 3], [0, 2, 1])
+        self.c = None if dims[1] != 1 else self.c  # a lone permute: its channels are another axis
+        return item("permute", dims)
+
+    def channels_last(self) -> list:
+        """ConvNeXt's block body: channels-last, ln and linear over the last axis, channels-first again."""
+        items = [item("permute", [0, 2, 3, 1])]
+        for _ in range(self.d(st.integers(1, 3))):
+            which = self.pick("ln", "linear", "linear", "gelu", "layer_scale")
+            if which == "ln":
+                items.append(item("ln", {"over": "last", "eps": 1e-6}))
+            elif which == "linear":
+                out = self.d(st.integers(1, 8))
+                items.append(self.node_keys(item("linear", {"out": out, "over": "last"}), False))
+                self.c = out
+            else:
+                items.append(item(which))  # layer_scale on H×W×C scales the H axis: valid, if odd
+        items.append(item("permute", [0, 3, 1, 2]))
+        return items
 
     def flatten_linear(self):
         items = [item("flatten")]
@@ -318,9 +366,26 @@ class Gen:
         self.c = c_in if merge != "concat" or self.c is None or c_in is None else c_in + self.c
         return items
 
+    def shuffle(self) -> list:
+        """ShuffleNetV2's plumbing: a split, a concat of (some of) its parts in any order, a shuffle."""
+        c = self.c or 1
+        chunks = self.pick(*([d for d in divisors(c) if 2 <= d <= 4] or [2])) if self.chance(0.9) else self.pick(2, 3)
+        name = self.fresh_name()
+        items = [item("split", chunks if self.chance(0.7) else {"chunks": chunks}, name=name)]
+        parts = self.d(st.permutations([f"{name}.{i}" for i in range(chunks)]))[:self.d(st.integers(2, chunks))]
+        items.append(item("concat", **{"from": parts}))
+        self.c = None if self.c is None else self.c // chunks * len(parts)
+        if self.chance(0.7):
+            c = self.c or 1
+            groups = self.pick(*divisors(c)) if self.chance(0.9) else self.d(st.integers(2, 4))
+            items.append(item("channel_shuffle", groups if self.chance(0.7) else {"groups": groups}))
+        return items
+
     def simple(self):
         which = self.pick("conv", "conv", "conv", "pool", "pool", "adaptive", "global", "norm", "activation",
-                          "activation", "dropout", "se", "identity", "vgg")
+                          "activation", "dropout", "se", "identity", "vgg", "modern", "modern")
+        if which == "modern":
+            return self.modern()
         if which == "conv":
             return self.conv()
         if which == "pool":
@@ -346,9 +411,51 @@ class Gen:
             return self.node_keys(item("vgg", args), repeatable=False)
         return item("identity")
 
+    def token_seq(self) -> list:
+        """ViT layers: a map to tokens, class token, position embedding, per-token layers, then
+        mostly the class token as a vector; now and then the L×D sequence is left for what follows,
+        or `tokens` meets a vector."""
+        items = [item("tokens")]
+        width = self.c
+        self.c = None
+        if self.chance(0.6):
+            items.append(item("class_token"))
+        if self.chance(0.6):
+            items.append(item("pos_embedding"))
+        for _ in range(self.d(st.integers(0, 3))):
+            which = self.pick("mlp", "mlp", "token_ln", "residual", "gelu", "dropout", "attention", "attention")
+            if which == "attention":
+                divisors = [h for h in range(1, (width or 1) + 1) if (width or 1) % h == 0]
+                heads = self.pick(*divisors) if self.chance(0.9) else self.d(st.integers(1, 6))  # may not divide
+                items.append(self.node_keys(item("attention", {"heads": heads})))
+            elif which == "mlp":
+                hidden = self.d(st.integers(1, 12))
+                args = hidden if self.chance(0.5) else {"hidden": hidden, "dropout": self.pick(0.0, 0.1)}
+                items.append(self.node_keys(item("mlp", args)))
+            elif which == "token_ln":
+                items.append(self.node_keys(item("token_ln", self.pick(None, {"eps": 0.001})), False))
+            elif which == "residual":
+                body = [item("token_ln"), item("mlp", self.d(st.integers(1, 8)))]
+                shortcut = self.pick("auto", "identity")
+                items.append(self.node_keys(item("residual", {"body": body, "shortcut": shortcut})))
+            else:
+                items.append(item(which))
+        if self.chance(0.8):
+            items.append(item("select_token", self.pick(None, 0, 0, 1, {"index": 3})))
+        if width is not None and self.chance(0.1):
+            items.append(item("tokens"))  # tokens of a sequence: an error
+        return items
+
     def stack_item(self) -> list:
         which = self.pick(*(["simple"] * 40 + ["residual"] * 12 + ["parallel"] * 12 + ["skip"] * 8
-                            + ["flatten", "linear"]))
+                            + ["flatten", "linear"] + ["token_seq"] * 4 + ["channels_last"] * 3
+                            + ["shuffle"] * 3))
+        if which == "shuffle":
+            return self.shuffle()
+        if which == "channels_last":
+            return self.channels_last()
+        if which == "token_seq":
+            return self.token_seq()
         if which == "simple":
             return [self.simple()]
         if which == "residual":
@@ -371,7 +478,10 @@ def specs(draw):
     layers = []
     for _ in range(draw(st.integers(1, 8))):
         layers += gen.stack_item()
-    tail = gen.pick("none", "none", "flatten_linear", "gap_linear")
+    tail = gen.pick("none", "none", "flatten_linear", "gap_linear", "vit")
+    if tail == "vit":  # a ViT head: tokens … select_token, then a linear on the class token
+        layers += gen.token_seq()
+        layers.append(item("linear", gen.d(st.integers(1, 10))))
     if tail == "gap_linear":
         layers.append(item("global_avgpool"))
     if tail != "none":

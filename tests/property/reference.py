@@ -9,8 +9,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
+from torchvision.models._utils import _make_divisible  # noqa: E402
+from torchvision.models.shufflenetv2 import channel_shuffle  # noqa: E402
+from torchvision.ops import Permute, SqueezeExcitation, StochasticDepth  # noqa: E402
 
 from tests.property.generate import ACTIVATIONS, BATCH  # noqa: E402
+
+TOKEN_KINDS = ("tokens", "class_token", "pos_embedding", "attention", "mlp", "token_ln", "select_token")
 
 
 class Rejected(Exception):
@@ -26,6 +31,10 @@ class Rec:
     body: list | None = None  # residual
     shortcut: object = None  # residual: None = identity, a shape = auto projection, a list = layers
     paths: list | None = None  # parallel
+
+
+def _chunks(args) -> int:
+    return args["chunks"] if isinstance(args, dict) else args
 
 
 def need(condition: bool, message: str):
@@ -63,13 +72,19 @@ class Reference:
             need(x.dim() == 4, "global pooling needs a feature map")
             return self.make(nn.AdaptiveAvgPool2d(1))(x)
         if kind == "bn":
-            cls = {4: nn.BatchNorm2d, 2: nn.BatchNorm1d}[x.dim()]
+            cls = {4: nn.BatchNorm2d, 3: nn.BatchNorm1d, 2: nn.BatchNorm1d}[x.dim()]  # N×C×L: a sequence
             return self.make(cls(x.shape[1], **(args or {})))(x)
         if kind == "gn":
             groups = args["groups"] if isinstance(args, dict) else args
             return self.make(nn.GroupNorm(groups, x.shape[1]))(x)  # N×C×H×W or N×C, as torch takes them
         if kind == "ln":
-            return self.make(nn.LayerNorm(list(x.shape[1:])))(x)
+            over = (args or {}).get("over", "all")
+            eps = (args or {}).get("eps", 1e-5)
+            if over == "all":
+                return self.make(nn.LayerNorm(list(x.shape[1:]), eps=eps))(x)
+            if over == "last":
+                return self.make(nn.LayerNorm(x.shape[-1], eps=eps))(x)
+            return self.make(nn.LayerNorm(x.shape[1], eps=eps))(x.movedim(1, -1)).movedim(-1, 1)
         if kind in ACTIVATIONS:
             if kind == "leaky_relu":
                 return self.make(nn.LeakyReLU(args if args is not None else 0.01))(x)
@@ -91,19 +106,77 @@ class Reference:
             return torch.flatten(x, 1)
         if kind == "linear":
             args = args if isinstance(args, dict) else {"out": args}
-            # LANGUAGE RULE: linear needs a vector (torch would act on a map's last axis)
-            need(x.dim() == 2, "linear needs a vector")
-            return self.make(nn.Linear(x.shape[1], args["out"], bias=args.get("bias", True)))(x)
+            over = args.get("over", "features")
+            # LANGUAGE RULE: linear needs a vector (torch would act on a map's last axis) unless `over:` says
+            need(x.dim() == 2 or over != "features", "linear needs a vector")
+            if over == "channels":
+                x = x.movedim(1, -1)
+            y = self.make(nn.Linear(x.shape[-1], args["out"], bias=args.get("bias", True)))(x)
+            return y.movedim(-1, 1) if over == "channels" else y
+        if kind in ("stochastic_depth", "layer_scale", "permute"):
+            return self.modern(kind, args, x)
         if kind == "se":
-            reduction = args["reduction"] if isinstance(args, dict) else (16 if args is None else args)
+            args = args if isinstance(args, dict) else {"reduction": 16 if args is None else args}
             need(x.dim() == 4, "se needs a feature map")
             channels = x.shape[1]
-            hidden = channels // reduction
+            # LANGUAGE RULE: one width, given or by reduction
+            need("hidden" not in args or not {"reduction", "divisor"} & set(args), "se: hidden and reduction")
+            hidden = args.get("hidden", channels // args.get("reduction", 16))
+            if "divisor" in args:
+                hidden = _make_divisible(hidden, args["divisor"])
             need(hidden >= 1, "se needs a hidden unit")  # LANGUAGE RULE: torch builds Linear(C, 0)
+            act, gate = (getattr(nn, {"relu": "ReLU", "silu": "SiLU", "hardswish": "Hardswish", "gelu": "GELU",
+                                      "sigmoid": "Sigmoid", "hardsigmoid": "Hardsigmoid"}[args.get(key, default)])()
+                         for key, default in (("act", "relu"), ("gate", "sigmoid")))
+            if args.get("form") == "conv":
+                return self.make(SqueezeExcitation(channels, hidden, lambda: act, lambda: gate))(x)
             fc1, fc2 = self.make(nn.Linear(channels, hidden)), self.make(nn.Linear(hidden, channels))
-            gate = torch.sigmoid(fc2(torch.relu(fc1(x.mean(dim=(2, 3))))))
-            return x * gate[:, :, None, None]
+            return x * gate(fc2(act(fc1(x.mean(dim=(2, 3))))))[:, :, None, None]
+        if kind in TOKEN_KINDS:
+            return self.token_layer(kind, args, x)
+        if kind == "split":  # LANGUAGE RULE: equal parts only (torch.chunk would give uneven ones)
+            need(x.dim() >= 2 and x.shape[1] % _chunks(args) == 0, "split into unequal parts")
+            return torch.stack(x.chunk(_chunks(args), 1), 1)  # the row shows the parts stacked
+        if kind == "channel_shuffle":
+            return channel_shuffle(x, args if not isinstance(args, dict) else args["groups"])
         raise AssertionError(f"reference knows no layer {kind}")
+
+    def modern(self, kind, args, x):
+        """torchvision's StochasticDepth (eval: the identity), ConvNeXt's layer scale, ops.Permute."""
+        if kind == "stochastic_depth":
+            args = args if isinstance(args, dict) else {"p": args}
+            return self.make(StochasticDepth(args["p"], args.get("mode", "row")))(x)
+        if kind == "layer_scale":
+            gamma = torch.ones(x.shape[1], *[1] * (x.dim() - 2)) * (1e-6 if args is None else args)
+            return gamma * x
+        need(args[0] == 0, "permute moves the batch axis")  # LANGUAGE RULE: torch would permute the batch
+        return self.make(Permute(args))(x)
+
+    def token_layer(self, kind, args, x):
+        """ViT's layers on N×L×D sequences, as torchvision's VisionTransformer computes them."""
+        if kind == "tokens":
+            need(x.dim() == 4, "tokens needs a feature map")
+            return x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+        need(x.dim() == 3, f"{kind} needs a token sequence")  # LANGUAGE RULE: only N×L×D sequences
+        n, length, width = x.shape
+        if kind == "class_token":
+            return torch.cat([torch.zeros(n, 1, width), x], dim=1)
+        if kind == "pos_embedding":
+            return x + torch.zeros(1, length, width).normal_(std=0.02)
+        if kind == "attention":
+            args = args if isinstance(args, dict) else {"heads": args}
+            attention = self.make(nn.MultiheadAttention(width, args["heads"], dropout=args.get("dropout", 0.0),
+                                                        bias=args.get("bias", True), batch_first=True))
+            return attention(x, x, x, need_weights=False)[0]
+        if kind == "mlp":
+            args = args if isinstance(args, dict) else {"hidden": args}
+            p = args.get("dropout", 0.0)
+            return self.make(nn.Sequential(nn.Linear(width, args["hidden"]), nn.GELU(), nn.Dropout(p),
+                                           nn.Linear(args["hidden"], width), nn.Dropout(p)))(x)
+        if kind == "token_ln":
+            return self.make(nn.LayerNorm(width, **(args or {})))(x)
+        index = args["index"] if isinstance(args, dict) else (0 if args is None else args)
+        return x[:, index]  # IndexError past the end
 
     # -- lists and macros ---------------------------------------------------------------------------
     def seq(self, items, x):
@@ -119,6 +192,9 @@ class Reference:
             records.append(record or Rec(tuple(y.shape[1:])))
             if "name" in entry:
                 names[entry["name"]] = y
+            if entry["type"] == "split":  # its parts, read as `from: NAME.i`
+                for i, part in enumerate(x.chunk(_chunks(entry["args"]), 1)):
+                    names[f"{entry['name']}.{i}"] = part
             x = y
         return x, records
 

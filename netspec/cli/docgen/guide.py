@@ -253,7 +253,7 @@ def blocks_section() -> list[str]:
         "including file. An included file needs only `blocks:` (it may include others in turn); "
         "nothing else of it is imported. Include cycles, and two included files defining the same "
         "block name, are errors; a block defined in the including file itself replaces an "
-        "included one of the same name. `specs/imagenet/resnet18.yaml` includes "
+        "included one of the same name. `specs/torchvision/resnet18.yaml` includes "
         "`specs/blocks/resnet.yaml` this way.",
         "",
     ]
