@@ -353,26 +353,19 @@ class AuxNode(Node):
         return AuxHead(compiler.node(self.head, rules), self.weight)
 
 
-def _check_heads_at_end(walker, node: AuxNode, output: Shape) -> None:
+def _check_heads_at_end(walker, node: AuxNode, head: Shape) -> None:
     """An aux head must give class scores shaped like the main output, which is known only when the
-    walk ends: the walker's report step checks every head's output then (a located ShapeError)."""
-    heads = walker.__dict__.setdefault("aux_heads", [])
-    if not heads:
-        plain_report = walker.report
+    walk ends: the check runs then (`Walker.at_end`), as a located error."""
+    def check(main: Shape) -> None:
+        problem = (f"the aux head gives {shape_text(head)} but the main output is {shape_text(main)}",
+                   "end the head in the class scores (`linear: $classes`)")
+        walker.ctx.origin = node.origin
+        try:
+            for a, b in zip(head, main):
+                walker.ctx.equal(a, b, *problem)
+            if len(head) != len(main):
+                raise ShapeError(*problem)
+        except ShapeError as e:
+            raise walker.failure(node.origin, "aux", e) from None
 
-        def report(main: Shape | None):
-            for aux, head in heads if main is not None else ():
-                walker.ctx.origin = aux.origin
-                try:
-                    for a, b in zip(head, main):
-                        walker.ctx.equal(a, b, f"the aux head gives {shape_text(head)} but the main output is "
-                                         f"{shape_text(main)}", "end the head in the class scores (`linear: $classes`)")
-                    if len(head) != len(main):
-                        raise ShapeError(f"the aux head gives {shape_text(head)} but the main output is "
-                                         f"{shape_text(main)}", "end the head in the class scores (`linear: $classes`)")
-                except ShapeError as e:
-                    raise walker.failure(aux.origin, "aux", e) from None
-            return plain_report(main)
-
-        walker.report = report
-    heads.append((node, output))
+    walker.at_end.append(check)

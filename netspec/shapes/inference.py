@@ -41,9 +41,13 @@ class Walker:
         self.running: dict[str, Any] = dict.fromkeys(_TOTALS, 0)
         self.leaf_count = 0
         self.labels: dict[int, str] = {}  # id(layer) → label; layers written bare are shared
+        # checks that need the main output, known only when the walk ends (an aux head's width)
+        self.at_end: list = []  # callables taking the output shape
 
     def run(self) -> Report:
         output = self.part(self.spec.root, [self.spec.input], depth=0, trainable=True).output
+        for check_output in self.at_end:
+            check_output(output)
         report = self.report(output)
         try:
             report.constraints = summarize(self.ctx.constraints, self.spec.symbols, self.rows)
