@@ -1,10 +1,11 @@
 """Export formats, as a registry: each format is one module here providing the same three things.
 
     NAME, SUFFIX                        # "onnx", ".onnx"
+    OPTIONS                             # the export options it takes: {"batch", "opset", ...}
     export(source, out, **options)      # write, check and verify a file; returns a report with .lines()
     load(path, provider="auto", threads=None)   # the file as a runtime: .run(batch) -> scores, .card
     verify(path, source, batch)         # the file against eager PyTorch on the same inputs
-    check_opset(opset)                  # optional: refuse an --opset before anything is loaded
+    check_options(**options)            # optional: refuse an option's value before anything is loaded
 
 `netspec export SOURCE --format NAME` (netspec/cli/commands.py) picks the module by name; `--onnx`
 is the same as `--format onnx`.
@@ -20,8 +21,13 @@ from types import ModuleType
 
 from netspec.errors import OptionError
 
+# `--quantize int8`: training images calibrated on by default, and at most (each is a forward pass
+# of the float model with every activation recorded)
+DEFAULT_CALIBRATION = 256
+MAX_CALIBRATION = 10_000
+
 # name → module; imported on first use so `netspec check` never pays for onnx or torch.export
-FORMAT_MODULES = {"onnx": "netspec.exporters.onnx"}
+FORMAT_MODULES = {"onnx": "netspec.exporters.onnx", "pt2": "netspec.exporters.pt2"}
 
 
 def format_named(name: str, option: str = "--format") -> ModuleType:

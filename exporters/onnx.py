@@ -24,6 +24,7 @@ any runtime; see there.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
@@ -34,8 +35,10 @@ import numpy as np
 import torch
 
 import netspec
-from netspec.errors import ExportError, NetspecError, OptionError
+from netspec.errors import ExportError, NetspecError, OptionError, printable
+from netspec.exporters import DEFAULT_CALIBRATION
 from netspec.exporters.ceil_pool import lowered_ceil_pools
+from netspec.exporters.dynamic import DIMENSION_HINT, dynamic_input, native_ceil_pools
 from netspec.exporters.parity import Agreement, Measure
 from netspec.modelcard import input_size_problem
 from netspec.run import Source, load_source  # noqa: F401 (load_source: the format-neutral loader, re-exported)
@@ -62,6 +65,7 @@ class ExportReport:
     real_agreement: Agreement | None = None
     data_file: Path | None = None
     notes: list[str] = field(default_factory=list)  # e.g. why real-sample parity was skipped
+    quantization: object = None  # netspec.exporters.quantize's report (with .lines()) when quantized
 
     @property
     def top1_agreement(self) -> float | None:
@@ -86,25 +90,33 @@ class ExportReport:
     def lines(self) -> list[str]:
         from netspec.exporters.runtime import printable
 
-        return [*(f"note: {note}" for note in self.notes),
-                f"wrote {printable(self.path)} ({self.bytes / 2**20:.2f} MiB, opset {self.opset}, batch {self.batch})"
-                + (f" + {printable(self.data_file.name)}" if self.data_file else ""),
-                "onnx.checker (full_check): ok", *self.parity_lines()]
+        wrote = (f"wrote {printable(self.path)} ({self.bytes / 2**20:.2f} MiB, opset {self.opset}, batch {self.batch}"
+                 + (f", {self.quantization.kind}" if self.quantization is not None else "") + ")"
+                 + (f" + {printable(self.data_file.name)}" if self.data_file else ""))
+        notes = [f"note: {note}" for note in self.notes]
+        if self.quantization is None:
+            return [*notes, wrote, "onnx.checker (full_check): ok", *self.parity_lines()]
+        # quantized: the float32 graph was checked and verified first, then quantized and judged in turn
+        return [*notes, "float32 graph: onnx.checker (full_check): ok",
+                *(f"float32 {line}" for line in self.parity_lines()), *self.quantization.lines(), wrote]
 
 
-def export_onnx(source: Source, out: Path, opset: int = DEFAULT_OPSET, batch: str | int = "dynamic") -> ExportReport:
-    """Export, check, verify against PyTorch; the file exists afterwards only if all passed."""
+def export_onnx(source: Source, out: Path, opset: int = DEFAULT_OPSET, batch: str | int = "dynamic",
+                quantize: str | None = None, calibration: int = DEFAULT_CALIBRATION,
+                max_drop: float = 1.0) -> ExportReport:
+    """Export, check, verify against PyTorch (and quantize, then verify that: netspec.exporters.quantize);
+    the file exists afterwards only if all passed."""
     out = Path(out)
     model = source.model.eval()
     large = sum(t.numel() * t.element_size() for t in model.state_dict().values()) > EXTERNAL_DATA_BYTES
     check_opset(opset, large)
-    _check_input(source, batch)
-    example = torch.randn(2 if batch == "dynamic" else int(batch), *source.input_shape)
+    shape = _check_input(source, batch)  # the size traced at: one allowed size when H, W are dynamic
+    example = torch.randn(2 if batch == "dynamic" else int(batch), *shape)
     scratch = _scratch_beside(out)
     try:
         staged = scratch / out.name
         with lowered_ceil_pools(model):  # eager PyTorch keeps its own pools; parity compares against them
-            _torch_export(model, example, staged, max(opset, EXPORTER_OPSET), batch, large)
+            _torch_export(model, example, staged, max(opset, EXPORTER_OPSET), batch, large, dynamic_input(source))
         if opset < EXPORTER_OPSET:
             _convert_down(staged, opset)
         _write_metadata(staged, source, large)
@@ -115,6 +127,10 @@ def export_onnx(source: Source, out: Path, opset: int = DEFAULT_OPSET, batch: st
         _check(staged)
         report = verify(staged, source, batch)
         report.opset = written
+        if quantize is not None:  # the float file verified; its quantized form replaces it, verified in turn
+            from netspec.exporters.quantize import quantize_file
+
+            report.quantization = quantize_file(staged, source, quantize, calibration, max_drop, batch)
         _move_into_place(scratch, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -175,18 +191,19 @@ def file_opset(path: Path) -> int | None:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
-def _check_input(source: Source, batch) -> None:
-    """The example and parity inputs are allocated: a fixed size within runtime's documented bounds."""
+def _check_input(source: Source, batch) -> list[int]:
+    """The example and parity inputs are allocated: sizes within runtime's documented bounds. Returns
+    the sample shape to trace at (for dynamic H, W: the larger parity size, netspec.exporters.dynamic)."""
     from netspec.exporters.runtime import check_batch_memory
 
-    shape = source.input_shape
-    if not all(isinstance(d, int) for d in shape):
-        raise ExportError.at(None, "export", f"the input {'×'.join(map(str, shape))} has symbolic sizes",
-                           "give concrete sizes with --input, e.g. 3x224x224")
-    problem = input_size_problem(shape)
-    if problem:
-        raise ExportError.at(None, "export", f"input {problem}")
-    check_batch_memory("--batch", 3 if batch == "dynamic" else int(batch), shape)  # verify's largest random batch
+    dynamic = dynamic_input(source)
+    shapes = [source.input_shape] if dynamic is None else dynamic.parity_sizes
+    for shape in shapes:
+        problem = input_size_problem(shape)
+        if problem:
+            raise ExportError.at(None, "export", f"input {problem}")
+        check_batch_memory("--batch", 3 if batch == "dynamic" else int(batch), shape)  # verify's largest batch
+    return shapes[-1]
 
 
 def _scratch_beside(out: Path) -> Path:
@@ -202,11 +219,26 @@ def _scratch_beside(out: Path) -> Path:
         raise OptionError.at(None, "-o", f"cannot write into {printable(out.parent)} ({e.strerror or e})") from None
 
 
-def _torch_export(model, example, path: Path, opset: int, batch, large: bool) -> None:
+def _torch_export(model, example, path: Path, opset: int, batch, large: bool, sizes=None) -> None:
+    """torch's dynamo exporter; dynamic axes: the batch (unless fixed) and, with `sizes` (a
+    netspec.exporters.dynamic.DynamicInput), H and W as named Dims with check's minimum."""
     dynamic = ({0: torch.export.Dim("batch", min=1, max=65536)},) if batch == "dynamic" else None
-    with torch.no_grad():
-        torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=opset, dynamic_shapes=dynamic,
-                          input_names=["input"], output_names=["output"], external_data=large, verbose=False)
+    if sizes is not None:
+        dynamic = sizes.torch_dynamic_shapes(batch=batch == "dynamic")
+    try:
+        with torch.no_grad(), native_ceil_pools(model) if sizes is not None else contextlib.nullcontext():
+            torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=opset, dynamic_shapes=dynamic,
+                              input_names=["input"], output_names=["output"], external_data=large, verbose=False)
+    except NetspecError:
+        raise
+    except Exception as e:  # torch.export's constraint violations: the sizes the graph would need fixed
+        if sizes is None:
+            raise
+        while e.__cause__ is not None:  # torch.onnx wraps torch.export's own error
+            e = e.__cause__
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError.at(None, "export", f"torch.export cannot keep {sizes.text()} dynamic "
+                             f"({type(e).__name__}: {printable(first)[:300]})", DIMENSION_HINT) from None
 
 
 def _write_metadata(path: Path, source: Source, large: bool) -> None:
@@ -238,26 +270,48 @@ def verification_failed(message: str) -> ExportError:
 
 def verify(path: Path, source: Source, batch) -> ExportReport:
     """onnxruntime vs PyTorch: random inputs (two batch sizes when dynamic) and real samples."""
-    from netspec.exporters.runtime import MAX_BATCH_BYTES, OnnxModel
+    from netspec.exporters.runtime import OnnxModel
 
     runtime = OnnxModel(path, provider="cpu", torch_in_process=True)
+    report, real = measure_parity(runtime, source, batch,
+                                  lambda diff, agreement: ExportReport(path, 0, 0, str(batch), diff, agreement))
+    return _checked(report, real)
+
+
+def measure_parity(runtime, source: Source, batch, report_of):
+    """(report, real samples or None): the file's `runtime` against eager PyTorch on random inputs
+    (batch 1 and 3 when the batch is dynamic; at each parity size when H, W are) and, at a fixed
+    size, on real validation samples. `report_of(max_diff, agreement)` makes the format's report."""
+    from netspec.exporters.runtime import MAX_BATCH_BYTES
+
     measure = _measure(source)
     generator = torch.Generator().manual_seed(0)
-    sizes = (1, 3) if batch == "dynamic" else (int(batch),)
+    dynamic_batch = str(batch) == "dynamic"
+    sizes = (1, 3) if dynamic_batch else (int(batch),)
+    dynamic = dynamic_input(source)  # H, W dynamic: every batch size at each parity size
+    shapes = [source.input_shape] if dynamic is None else dynamic.parity_sizes
     diffs, agree = [], 0
-    for size in sizes:
-        x = torch.randn(size, *source.input_shape, generator=generator)
-        d, a = _compare(runtime, source.model, x)
-        diffs.append(d)
-        agree += a
-    random = Agreement(measure, agree, sum(sizes) * measure.per_sample)
-    report = ExportReport(path, 0, 0, str(batch), max(diffs), random)
+    for shape in shapes:
+        for size in sizes:
+            d, a = _compare(runtime, source.model, torch.randn(size, *shape, generator=generator))
+            diffs.append(d)
+            agree += a
+    report = report_of(max(diffs), Agreement(measure, agree, len(shapes) * sum(sizes) * measure.per_sample))
+    if dynamic is not None:  # real samples come at the training size only: parity at the sizes the file allows
+        report.notes.append(f"dynamic input {dynamic.shape_text()} ({dynamic.text()}): parity verified at "
+                            + " and ".join(f"{h}×{w}" for _, h, w in shapes))
+        return report, None
     fitting = max(1, MAX_BATCH_BYTES // (4 * int(np.prod(source.input_shape))))  # huge inputs: fewer samples
-    real = _validation_samples(source, int(batch) if batch != "dynamic" else min(REAL_SAMPLES, fitting), report)
+    real = _validation_samples(source, min(REAL_SAMPLES, fitting) if dynamic_batch else int(batch), report)
     if real is not None:
         report.real_max_abs_diff, real_agree = _compare(runtime, source.model, real)
         report.real_samples = len(real)
         report.real_agreement = Agreement(measure, real_agree, len(real) * measure.per_sample)
+    return report, real
+
+
+def _checked(report: ExportReport, real) -> ExportReport:
+    """The report, or the verification failure it shows."""
     if report.max_abs_diff > PARITY_TOLERANCE or (real is not None and report.real_agreement.fraction < 1.0) \
             or (report.real_max_abs_diff or 0) > PARITY_TOLERANCE:
         raise verification_failed("onnxruntime disagrees with PyTorch: " + "; ".join(report.parity_lines())
@@ -267,8 +321,10 @@ def verify(path: Path, source: Source, batch) -> ExportReport:
 
 def _measure(source: Source) -> Measure:
     """What agreement counts for this model's output shape (one sample through PyTorch)."""
+    dynamic = dynamic_input(source)
+    sample = source.input_shape if dynamic is None else dynamic.smallest
     with torch.no_grad():
-        shape = source.model(torch.zeros(1, *source.input_shape)).shape[1:]
+        shape = source.model(torch.zeros(1, *sample)).shape[1:]
     return Measure.for_output(tuple(shape), PARITY_TOLERANCE)
 
 
@@ -311,14 +367,30 @@ def _move_into_place(scratch: Path, out: Path) -> None:
 
 # The exporter registry's interface (netspec/exporters/__init__.py); `verify` is defined above.
 NAME, SUFFIX = "onnx", ".onnx"
+OPTIONS = {"batch", "opset", "quantize", "calibration", "max_drop"}
 
 
-def export(source: Source, out: Path, opset: int = DEFAULT_OPSET, batch: str | int = "dynamic") -> ExportReport:
-    return export_onnx(source, out, opset, batch)
+def export(source: Source, out: Path, batch: int | None = None, **options) -> ExportReport:
+    return export_onnx(source, out, batch=batch or "dynamic", **options)
 
 
-def load(path: Path, provider: str = "auto", threads: int | None = None):
-    """The exported file as an onnxruntime session (checked before onnxruntime reads it)."""
+def check_options(batch=None, opset: int = DEFAULT_OPSET, quantize: str | None = None,
+                  max_drop: float | None = None, **_) -> None:
+    check_opset(opset)
+    if quantize is not None:
+        from netspec.exporters.quantize import check_max_drop, check_quantize
+
+        check_quantize(quantize)
+        if max_drop is not None:
+            check_max_drop(max_drop)
+
+
+RUNTIME_OPTIONS = {"trt_fp16", "trt_cache"}  # what load() takes beyond provider and threads
+
+
+def load(path: Path, provider: str = "auto", threads: int | None = None, **runtime_options):
+    """The exported file as an onnxruntime session (checked before onnxruntime reads it);
+    `trt_fp16`, `trt_cache`: the TensorRT engine's precision and cache folder."""
     from netspec.exporters.runtime import OnnxModel
 
-    return OnnxModel(path, provider, threads)
+    return OnnxModel(path, provider, threads, **runtime_options)

@@ -24,7 +24,8 @@ import numpy as np
 
 from netspec.errors import ModelFileError, RunError
 from netspec.exporters.runtime import MAX_BATCH_BYTES, OnnxModel, printable, softmax
-from netspec.preprocess import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, ImageError, array_to_image, fit_image, read_image
+from netspec.modelcard import dims
+from netspec.preprocess import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, ImageError, array_to_image, fit_image, open_image
 from netspec.reading import open_regular
 
 # A .npy image holds at most as many values as the largest image file netspec decodes (RGBA).
@@ -40,9 +41,12 @@ class Prediction:
     label: str
     prob: float
     top_k: list[dict]
+    note: str | None = None  # why the image was resized (a dynamic-size model whose rules it broke)
 
     def to_json(self) -> dict:
-        return {"input": self.input, "index": self.index, "label": self.label, "prob": self.prob, "top_k": self.top_k}
+        values = {"input": self.input, "index": self.index, "label": self.label, "prob": self.prob,
+                  "top_k": self.top_k}
+        return values if self.note is None else {**values, "note": self.note}
 
 
 class BadInput(ValueError):
@@ -59,26 +63,33 @@ class Failure:
 
 
 def model_file(path: Path) -> tuple[Path, list[str]]:
-    """The .onnx file to run: `path` itself, or the one exported into a run directory; notes."""
+    """The model file to run: `path` itself, or the one exported into a run directory (a file of
+    any registered format: .onnx, .pt2); notes. A run holding several is refused, naming them."""
+    from netspec.exporters import FORMAT_MODULES, format_named
     from netspec.run import WEIGHTS, checkpoint_path, exported_models
 
     path = Path(path)
     if not (path.is_dir() and (path / "config.json").is_file()):
-        return path, []  # a file, or not a run: read_model_file says what is wrong with it
+        return path, []  # a file, or not a run: the format's reader says what is wrong with it
     shown, hint = printable(path), f"netspec export {printable(path)} --onnx"
-    exported = exported_models(path, ".onnx")
+    suffixes = sorted({format_named(name).SUFFIX for name in FORMAT_MODULES})
+    exported = sorted((p for suffix in suffixes for p in exported_models(path, suffix)), key=lambda p: p.name)
     if not exported:
         raise RunError.at(None, "model", f"{shown} is a run directory with no exported model in it", hint)
     if len(exported) > 1:
         names = ", ".join(printable(p.name) for p in exported[:5]) + (", …" if len(exported) > 5 else "")
-        raise RunError.at(None, "model", f"{shown} holds {len(exported)} .onnx files ({names})", "give the one to run")
+        kinds = {p.suffix for p in exported}
+        what = f"{kinds.pop()} files" if len(kinds) == 1 else "model files"
+        raise RunError.at(None, "model", f"{shown} holds {len(exported)} {what} ({names})",
+                          f"give the one to run, e.g. {printable(exported[0])}")
     notes = [f"model: {printable(exported[0])}"]
     made = exported[0].stat().st_mtime_ns
     checkpoints = [checkpoint_path(path, weights) for weights in WEIGHTS]
     newer = [c.name for c in checkpoints if c.is_file() and c.stat().st_mtime_ns > made]
     if newer:
+        export_hint = f"netspec export {printable(path)} --format {exported[0].suffix[1:]}"
         notes.append(f"{printable(exported[0].name)} was exported before the run's {' and '.join(newer)} "
-                     f"was last written: `{hint}` exports the current weights")
+                     f"was last written: `{export_hint}` exports the current weights")
     return exported[0], notes
 
 
@@ -119,10 +130,17 @@ def _folder_inputs(folder: str) -> list:
 
 def read_input(path: Path, channels: int, height: int, width: int) -> np.ndarray:
     """An image file or a .npy image array → uint8 C×H×W at the model's input; raises BadInput."""
+    return read_sized(path, channels, lambda h, w: (height, width, None))[0]
+
+
+def read_sized(path: Path, channels: int, size) -> tuple[np.ndarray, str | None]:
+    """An image file or a .npy image array → uint8 C×H×W at `size(h, w)` → (height, width, why)
+    of the image's own h × w (decided from the header, before any pixel is decoded), and a note
+    saying why it was resized (None when it was not, or the model takes one fixed size)."""
     try:
         mode = path.stat().st_mode
         if stat.S_ISREG(mode) and path.suffix.lower() == ".npy":
-            return fit_image(array_to_image(_npy_image(path)), channels, height, width)
+            return _fitted(array_to_image(_npy_image(path)), channels, size, path)
     except FileNotFoundError:
         raise BadInput("no such file") from None
     except OSError as e:
@@ -130,9 +148,18 @@ def read_input(path: Path, channels: int, height: int, width: int) -> np.ndarray
     if not stat.S_ISREG(mode):
         raise BadInput("is a directory" if stat.S_ISDIR(mode) else "is not a regular file")
     try:
-        return read_image(path, channels, height, width)
+        with open_image(path) as image:
+            return _fitted(image, channels, size, path)
     except ImageError as e:
         raise BadInput(f"cannot read it as an image: {e}") from None
+
+
+def _fitted(image, channels: int, size, path: Path) -> tuple[np.ndarray, str | None]:
+    width, height = image.size
+    target_h, target_w, why = size(height, width)
+    note = None if why is None else (f"{printable(path)} is {height}×{width} (H×W); {why}: "
+                                     f"resized to {target_h}×{target_w}")
+    return fit_image(image, channels, target_h, target_w), note
 
 
 def _npy_image(path: Path) -> np.ndarray:
@@ -197,30 +224,67 @@ def predict(model: OnnxModel, paths: list, top_k: int = 5,
             batch_size: int = 32) -> tuple[list[Prediction], list[Failure]]:
     """Predictions for the inputs that could be read, and a Failure for each that could not (or
     that expand_inputs already failed), in input order. Inputs are read one batch at a time, so
-    memory does not grow with their number."""
+    memory does not grow with their number. A model with dynamic H and W (netspec.exporters.
+    dynamic) runs each image at its own size when the model allows it, else at the nearest allowed
+    size (the prediction's `note` says why); images of one size are run together."""
+    size, channels, per_image, dynamic = _input_size(model)
+    batch_size = min(batch_size, max(1, MAX_BATCH_BYTES // (4 * channels * per_image)))
+    budget = per_image if dynamic else batch_size * per_image  # pixels read before they are run
+    predictions, failures, read, pixels = [], [], [], 0
+    for path in paths:
+        if isinstance(path, Failure):
+            failures.append(path)
+            continue
+        try:
+            read.append((path, *read_sized(Path(path), channels, size)))
+        except BadInput as e:
+            failures.append(Failure(str(path), str(e)))
+            continue
+        pixels += read[-1][1].shape[1] * read[-1][1].shape[2]
+        if len(read) >= batch_size or pixels >= budget:  # dynamic sizes: fewer large images at a time
+            predictions += _classify_by_size(model, read, top_k)
+            read, pixels = [], 0
+    return predictions + _classify_by_size(model, read, top_k), failures
+
+
+def _input_size(model) -> tuple[object, int, int, bool]:
+    """(size, channels, pixels, dynamic): what an image of h × w is resized to (a function giving
+    height, width and why), the model's channels, the most pixels one image has at the model's
+    input (MAX_KEPT_PIXELS for dynamic sizes), and whether its sizes are dynamic."""
+    from netspec.exporters.dynamic import MAX_KEPT_PIXELS, dynamic_input
+
     info = model.card
-    if len(info.input_shape) != 3 or any(d is None for d in info.input_shape):
-        raise ModelFileError.at(None, model.where, f"infer needs a fixed C×H×W input, the model takes "
-                           f"{'×'.join(map(str, info.input_shape))}")
-    channels, height, width = info.input_shape
+    dynamic = dynamic_input(info) if len(info.input_shape) == 3 else None
+    if len(info.input_shape) != 3 or (dynamic is None and None in info.input_shape):
+        raise ModelFileError.at(None, model.where, f"infer needs a fixed C×H×W input (or open H, W with "
+                                f"netspec's input constraints), the model takes {dims(info.input_shape)}")
+    channels = info.input_shape[0]
     if channels not in (1, 3):
         raise ModelFileError.at(None, model.where, f"the model takes {channels}-channel input; images give 1 or 3")
-    batch_size = min(batch_size, max(1, MAX_BATCH_BYTES // (4 * channels * height * width)))
-    predictions, failures = [], []
-    for start in range(0, len(paths), batch_size):
-        images, good = [], []
-        for path in paths[start:start + batch_size]:
-            if isinstance(path, Failure):
-                failures.append(path)
-                continue
-            try:
-                images.append(read_input(Path(path), channels, height, width))
-                good.append(path)
-            except BadInput as e:
-                failures.append(Failure(str(path), str(e)))
-        if images:
-            predictions += _classify(model, np.stack(images), good, top_k)
-    return predictions, failures
+    if dynamic is not None:
+        return dynamic.fit, channels, MAX_KEPT_PIXELS, True
+    height, width = info.input_shape[1:]
+    return (lambda h, w: (height, width, None)), channels, height * width, False
+
+
+def _classify_by_size(model, read: list[tuple], top_k: int) -> list[Prediction]:
+    """(path, image, note) → predictions in that order; each size run on its own, in runs of at
+    most MAX_KEPT_PIXELS pixels (one image at least)."""
+    from netspec.exporters.dynamic import MAX_KEPT_PIXELS
+
+    by_size: dict[tuple, list[int]] = {}
+    for i, (_, image, _) in enumerate(read):
+        by_size.setdefault(image.shape, []).append(i)
+    results: dict[int, Prediction] = {}
+    for shape, positions in by_size.items():
+        step = max(1, MAX_KEPT_PIXELS // (shape[1] * shape[2])) if model.card.input_constraints else len(positions)
+        for start in range(0, len(positions), step):
+            chunk = positions[start:start + step]
+            images = np.stack([read[i][1] for i in chunk])
+            for i, prediction in zip(chunk, _classify(model, images, [read[i][0] for i in chunk], top_k)):
+                prediction.note = read[i][2]
+                results[i] = prediction
+    return [results[i] for i in range(len(read))]
 
 
 def _classify(model: OnnxModel, images: np.ndarray, paths: list, top_k: int) -> list[Prediction]:

@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from netspec.errors import OptionError, printable
@@ -42,7 +43,49 @@ def gpu_present() -> bool:
     return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
-def choose_providers(choice: str) -> tuple[list, list[str]]:
+@dataclass(frozen=True)
+class TensorRT:
+    """How the TensorRT provider builds its engine for one model.
+
+    Building an engine takes seconds to minutes, so it is cached and built once per model, GPU
+    and precision. The cache is not beside the model by default: a model folder may come from
+    someone else, and a TensorRT engine is a binary that TensorRT deserialises without any
+    guarantee against a crafted one. netspec's own cache (~/.cache/netspec/tensorrt) keyed by the
+    model file's SHA-256 is written only by this user; `--trt-cache DIR` puts it elsewhere (beside
+    the model, say) when the user trusts that folder."""
+
+    model_sha256: str = ""
+    fp16: bool = False  # --trt-fp16: TensorRT may run layers in half precision
+    cache: str | None = None  # --trt-cache DIR
+    # (min, opt, max) input shapes with the batch, for an engine that serves every batch size
+    # instead of being rebuilt for each new one; None when the graph's sizes are open.
+    profile: tuple | None = None
+
+    def cache_folder(self) -> str:
+        base = self.cache or os.path.join(os.path.expanduser("~/.cache/netspec/tensorrt"), self.model_sha256[:32])
+        return os.path.join(base, "fp16" if self.fp16 else "fp32")
+
+    def options(self) -> dict:
+        options = {"trt_engine_cache_enable": "True", "trt_engine_cache_path": self.cache_folder(),
+                   "trt_timing_cache_enable": "True", "trt_timing_cache_path": self.cache_folder(),
+                   "trt_fp16_enable": "True" if self.fp16 else "False"}
+        if self.profile:
+            for key, shape in zip(("min", "opt", "max"), self.profile):
+                options[f"trt_profile_{key}_shapes"] = "input:" + "x".join(map(str, shape))
+        return options
+
+
+TRT_PROFILE_BATCHES = (1, 32, 256)  # batch sizes of the engine's optimisation profile: min, opt, max
+
+
+def tensorrt_profile(input_shape: list) -> tuple | None:
+    """The optimisation profile for a graph with a dynamic batch and fixed C×H×W (None otherwise)."""
+    if not input_shape or any(not isinstance(d, int) for d in input_shape):
+        return None
+    return tuple((batch, *input_shape) for batch in TRT_PROFILE_BATCHES)
+
+
+def choose_providers(choice: str, tensorrt: TensorRT | None = None) -> tuple[list, list[str]]:
     """Providers to ask onnxruntime for, best first, and notes on what `auto` left out.
     An explicitly requested GPU provider that cannot run here is a OptionError naming `--provider`."""
     import onnxruntime as ort
@@ -62,19 +105,23 @@ def choose_providers(choice: str) -> tuple[list, list[str]]:
                                "(no /dev/nvidia* device)", "--provider auto runs on the best one present, here the CPU")
     # TensorRT hands the nodes it cannot take to CUDA, and either GPU provider hands the rest to the CPU.
     order = {"auto": PREFERENCE, "tensorrt": PREFERENCE, "cuda": ("cuda", "cpu"), "cpu": ("cpu",)}[choice]
-    wanted = [_with_options(name) for name in order
+    wanted = [_with_options(name, tensorrt or TensorRT()) for name in order
               if name == "cpu" or (gpu and PROVIDER_NAMES[name] in available)]
     notes = ["no GPU found: running on CPU"] if choice == "auto" and not gpu else []
     return wanted, notes
 
 
-def _with_options(name: str):
+def _with_options(name: str, tensorrt: TensorRT):
     full = PROVIDER_NAMES[name]
     if name == "cuda":
         return (full, {"cudnn_conv_algo_search": "HEURISTIC"})
     if name == "tensorrt":
-        cache = os.path.expanduser("~/.cache/netspec/tensorrt")
-        return (full, {"trt_engine_cache_enable": "True", "trt_engine_cache_path": cache})
+        try:
+            os.makedirs(tensorrt.cache_folder(), exist_ok=True)
+        except OSError as e:
+            raise OptionError.at(None, "--trt-cache", f"cannot create the TensorRT engine cache "
+                                 f"{printable(tensorrt.cache_folder())} ({e.strerror or e})") from None
+        return (full, tensorrt.options())
     return full
 
 
@@ -82,11 +129,11 @@ def provider_name(entry) -> str:
     return entry if isinstance(entry, str) else entry[0]
 
 
-def open_session(choice: str, make_session) -> tuple[object, list[str]]:
+def open_session(choice: str, make_session, tensorrt: TensorRT | None = None) -> tuple[object, list[str]]:
     """`make_session(providers, **kwargs)` → InferenceSession on the best provider `choice` allows,
     and notes. A GPU session is created with the CUDA libraries preloaded, onnxruntime's own CPU
     fallback off, and its stderr captured for the reason a provider did not start."""
-    wanted, notes = choose_providers(choice)
+    wanted, notes = choose_providers(choice, tensorrt)
     if provider_name(wanted[0]) == CPU:
         return make_session(wanted), notes
     notes += preload_cuda_libraries()

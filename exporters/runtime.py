@@ -14,6 +14,7 @@ outputs go through IO binding. Which provider runs, and why, is exporters/provid
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import stat
@@ -22,7 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from netspec.errors import ModelFileError, NetspecError, OptionError, printable  # noqa: F401 (printable: for infer, cli)
-from netspec.exporters.providers import GPU_PROVIDERS, gpu_present, open_session  # noqa: F401 (gpu_present: for bench)
+from netspec.exporters.providers import (  # noqa: F401 (gpu_present: for bench)
+    GPU_PROVIDERS,
+    TensorRT,
+    gpu_present,
+    open_session,
+    tensorrt_profile,
+)
 from netspec.modelcard import EXPORT_PREFIX, ModelCard, dims
 from netspec.progress import plural
 from netspec.reading import open_regular
@@ -139,7 +146,8 @@ def _tensors_of(graph, functions=()):
 class OnnxModel:
     """An onnxruntime session plus the model's card (`card`, from its metadata); `run` takes float32 N×C×H×W."""
 
-    def __init__(self, path: Path, provider: str = "auto", threads: int | None = None, torch_in_process: bool = False):
+    def __init__(self, path: Path, provider: str = "auto", threads: int | None = None, torch_in_process: bool = False,
+                 trt_fp16: bool = False, trt_cache: str | None = None):
         import onnxruntime as ort
 
         self.path = path = Path(path)
@@ -157,7 +165,8 @@ class OnnxModel:
         model = str(path) if external else data  # the bytes just checked, unless external data lies beside the file
         try:
             self.session, self.notes = open_session(
-                provider, lambda providers, **kw: ort.InferenceSession(model, options, providers=providers, **kw))  # noqa: F821 (del below: never called after)
+                provider, lambda providers, **kw: ort.InferenceSession(model, options, providers=providers, **kw),  # noqa: F821 (del below: never called after)
+                _tensorrt_settings(provider, proto, data, trt_fp16, trt_cache))
         except NetspecError:
             raise
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/… types
@@ -199,17 +208,7 @@ class OnnxModel:
     def run(self, x: np.ndarray) -> np.ndarray:
         """Outputs for float32 N×C×H×W; a fixed-batch model is fed chunks of its batch size,
         the last one padded by repeating its final sample."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        size = self.fixed_batch
-        if not size or len(x) == size:
-            return self._run(x)
-        outputs = []
-        for start in range(0, len(x), size):
-            chunk = x[start:start + size]
-            if len(chunk) < size:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk), axis=0)])
-            outputs.append(self._run(chunk))
-        return np.concatenate(outputs)[:len(x)]
+        return in_fixed_batches(np.ascontiguousarray(x, dtype=np.float32), self.fixed_batch, self._run)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         try:
@@ -226,6 +225,30 @@ class OnnxModel:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelFileError.at(None, self.where,
                                     f"onnxruntime cannot run the model ({printable(first)[:200]})") from None
+
+
+def in_fixed_batches(x: np.ndarray, size: int | None, run) -> np.ndarray:
+    """`run` over x; for a model of a fixed batch `size`, in chunks of it, the last one padded by
+    repeating its final sample (the padding's outputs dropped)."""
+    if not size or len(x) == size:
+        return run(x)
+    outputs = []
+    for start in range(0, len(x), size):
+        chunk = x[start:start + size]
+        if len(chunk) < size:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk), axis=0)])
+        outputs.append(run(chunk))
+    return np.concatenate(outputs)[:len(x)]
+
+
+def _tensorrt_settings(provider: str, proto, data: bytes, fp16: bool, cache: str | None) -> TensorRT | None:
+    """The TensorRT engine settings for this model file (None where TensorRT cannot be chosen)."""
+    if provider not in ("auto", "tensorrt") or not gpu_present():
+        return None
+    dims = proto.graph.input[0].type.tensor_type.shape.dim if proto.graph.input else []
+    shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
+    profile = tensorrt_profile(shape[1:]) if shape and shape[0] is None else None  # a fixed batch: its own shape
+    return TensorRT(hashlib.sha256(data).hexdigest(), fp16, cache, profile)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

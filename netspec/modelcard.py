@@ -38,7 +38,8 @@ CHECKPOINT_KINDS = {"normalize": "bool", "labels": "strings", "mean": "numbers",
 EXPORT_PREFIX = "netspec."
 EXPORT_KEYS = {"version": "version", "name": "spec_name", "spec_sha256": "spec_sha256",
                "input_shape": "input_shape", "output": "output", "normalize": "normalize", "channels": "channels",
-               "labels": "labels", "mean": "mean", "std": "std"}
+               "labels": "labels", "mean": "mean", "std": "std",
+               "quantization": "quantization", "input_constraints": "input_constraints"}
 
 
 @dataclass
@@ -54,15 +55,24 @@ class ModelCard:
     output: str = "logits"  # logits | log_probs | probs (what the last layer gives)
     spec_sha256: str | None = None
     version: str | None = None  # of the netspec that wrote it
+    # How an exported file's weights were quantized (None: float32 as trained), e.g. {"type": "int8",
+    # "format": "QDQ", "per_channel": true, "calibration": {...}, "accuracy": {...}}: exports only.
+    quantization: dict | None = None
+    # What open input sizes (None in input_shape) must satisfy, per symbol, as `check` derived them,
+    # e.g. {"H": {"min": 32, "period": 32, "residues": [0]}}: exports of a symbolic input only.
+    input_constraints: dict | None = None
 
     @classmethod
     def of_spec(cls, spec, labels: list[str] | None = None, mean=None, std=None,
-                normalize: bool = False) -> "ModelCard":
+                normalize: bool = False, input_constraints: dict | None = None) -> "ModelCard":
+        """The card of a spec's model; a symbolic size (`H`) is open (None), with the rules
+        netspec.exporters.dynamic derived for it as `input_constraints`."""
         from netspec import __version__
 
-        return cls(spec.name, list(spec.input), None if labels is None else list(labels),
+        shape = [d if isinstance(d, int) else None for d in spec.input]
+        return cls(spec.name, shape, None if labels is None else list(labels),
                    None if mean is None else list(mean), None if std is None else list(std), bool(normalize),
-                   output_kind(spec), spec.sha256, __version__)
+                   output_kind(spec), spec.sha256, __version__, input_constraints=input_constraints)
 
     @property
     def channels(self) -> str:
@@ -105,6 +115,9 @@ class ModelCard:
         for key in ("labels", "mean", "std"):
             if getattr(self, key) is not None:
                 values[key] = json.dumps(list(getattr(self, key)))
+        for key in ("quantization", "input_constraints"):
+            if getattr(self, key) is not None:
+                values[key] = json.dumps(getattr(self, key), sort_keys=True)
         return {EXPORT_PREFIX + EXPORT_KEYS[k]: v for k, v in values.items()}
 
     @classmethod
@@ -131,8 +144,10 @@ class ModelCard:
             raise check.problem("normalize", f"is true but `{_key('mean')}` or `{_key('std')}` is missing")
         name, output = check.text("name", "model"), check.choice("output", OUTPUT_KINDS, "logits")
         check.choice("channels", ("L", "RGB"), channel_mode(channels))  # written for other readers; checked
+        quantization, constraints = check.json_object("quantization"), check.input_constraints(shape)
         return cls(name=name, input_shape=shape, labels=labels, mean=mean, std=std, normalize=normalize,
-                   output=output, spec_sha256=meta.get(_key("spec_sha256")), version=meta.get(_key("version")))
+                   output=output, spec_sha256=meta.get(_key("spec_sha256")), version=meta.get(_key("version")),
+                   quantization=quantization, input_constraints=constraints)
 
 
 def output_kind(spec) -> str:
@@ -237,6 +252,25 @@ class _ExportFields:
         except (ValueError, RecursionError) as e:  # RecursionError: [[[[…]]]] nested 10^6 deep
             raise self.problem(name, f"not valid JSON ({printable(str(e))[:80]})") from None
 
+    def json_object(self, name: str) -> dict | None:
+        """A JSON object (None when absent); its fields are checked by the code that uses them."""
+        value = self.json(name)
+        if value is not None and not isinstance(value, dict):
+            raise self.problem(name, f"expected a JSON object, got {_show(value)}")
+        return value
+
+    def input_constraints(self, shape: list) -> dict | None:
+        """The rules of the open sizes of `shape` (netspec.exporters.dynamic): required exactly when
+        a size is open, every key and value checked (check_input_constraints)."""
+        value = self.json_object("input_constraints")
+        if value is None and None in shape and _key("input_shape") in self.meta:  # our shape says open: rules too
+            raise self.problem("input_constraints", f"is missing, and the input {dims(shape)} has open sizes")
+        if value is not None:
+            problem = check_input_constraints(value, shape)
+            if problem:
+                raise self.problem("input_constraints", problem)
+        return value
+
     def list_of(self, name: str, kinds, what: str, length: int | None = None):
         value = self.json(name)
         if value is None:
@@ -250,16 +284,77 @@ class _ExportFields:
         return value
 
     def input_shape(self, graph_shape: list) -> list:
+        """[C, H, W] or [N]; H and W may be null (open: a dynamic axis of the graph too)."""
         value = self.json("input_shape")
         if value is None:
             value = graph_shape
         elif not (isinstance(value, list) and len(value) in (1, 3)
-                  and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in value)):
-            raise self.problem("input_shape", f"expected [C, H, W] or [N] of positive integers, "
+                  and all(_size_or_open(d, i, len(value)) for i, d in enumerate(value))):
+            raise self.problem("input_shape", f"expected [C, H, W] or [N] of positive integers (H, W: or null), "
                                               f"got {_show(value)}")
-        elif len(value) != len(graph_shape) or any(g is not None and g != d for g, d in zip(graph_shape, value)):
+        elif len(value) != len(graph_shape) or any(g is not None and g != d for g, d in zip(graph_shape, value)) \
+                or any(d is None and g is not None for g, d in zip(graph_shape, value)):
             raise self.problem("input_shape", f"says {dims(value)} but the graph's input is {dims(graph_shape)}")
         problem = input_size_problem(value)
         if problem:
             raise self.problem("input_shape", problem)
         return value
+
+
+# -- the rules of open input sizes (netspec.exporters.dynamic writes them) ----------------------
+MAX_RECORD_PERIOD = 4096  # netspec.shapes.constraints.MAX_PERIOD: the longest period check walks
+RECORD_FIELDS = ("dims", "min", "period", "residues")
+
+
+def _size_or_open(d, i: int, rank: int) -> bool:
+    if d is None:
+        return rank == 3 and i > 0  # H and W may be open, never the channels
+    return isinstance(d, int) and not isinstance(d, bool) and d >= 1
+
+
+def _int_in(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def check_input_constraints(record: dict, shape: list) -> str | None:
+    """Why `record` ({symbol: {dims, min, period, residues}}) does not describe the open sizes of
+    `shape` (None: it does): each open axis ruled by exactly one symbol, numbers within the bounds
+    (min ≤ MAX_INPUT_SIDE, period ≤ MAX_RECORD_PERIOD, residues sorted, distinct, below the
+    period) and at least one allowed size."""
+    opened = [i for i, d in enumerate(shape) if d is None]
+    if not opened:
+        return f"is given, but the input {dims(shape)} has no open sizes"
+    if len(record) > len(opened):
+        return f"has {len(record)} entries for {len(opened)} open sizes"
+    ruled: list[int] = []
+    for symbol, rule in record.items():
+        name = printable(symbol[:40])
+        if not (symbol.isidentifier() and len(symbol) <= 64):
+            return f"`{name}` is not a size name"
+        if not isinstance(rule, dict) or sorted(rule) != sorted(RECORD_FIELDS):
+            return f"`{name}`: expected an object with {', '.join(RECORD_FIELDS)}, got {_show(rule)}"
+        problem = _rule_problem(rule, opened)
+        if problem:
+            return f"`{name}`: {problem}"
+        ruled += rule["dims"]
+    if sorted(ruled) != opened:
+        return f"rules axes {sorted(ruled)}, the open axes of {dims(shape)} are {opened}"
+    return None
+
+
+def _rule_problem(rule: dict, opened: list[int]) -> str | None:
+    axes, period, residues = rule["dims"], rule["period"], rule["residues"]
+    if not (isinstance(axes, list) and 1 <= len(axes) <= len(opened) and all(a in opened for a in axes)
+            and all(_int_in(a, 1, 2) for a in axes) and len(set(axes)) == len(axes)):
+        return f"`dims` must list open axes (1: H, 2: W), got {_show(axes)}"
+    if not _int_in(rule["min"], 1, MAX_INPUT_SIDE):
+        return f"`min` must be an integer 1..{MAX_INPUT_SIDE:,}, got {_show(rule['min'])}"
+    if not _int_in(period, 1, MAX_RECORD_PERIOD):
+        return f"`period` must be an integer 1..{MAX_RECORD_PERIOD:,}, got {_show(period)}"
+    if not (isinstance(residues, list) and 1 <= len(residues) <= period
+            and all(_int_in(r, 0, period - 1) for r in residues) and residues == sorted(set(residues))):
+        return f"`residues` must be distinct sorted integers 0..{period - 1}, got {_show(residues)}"
+    first = rule["min"] + (min((r - rule["min"]) % period for r in residues))
+    if first > MAX_INPUT_SIDE:
+        return f"allows no size up to {MAX_INPUT_SIDE:,}"
+    return None

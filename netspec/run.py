@@ -146,6 +146,7 @@ class Source:
     card: ModelCard
     run: Run | None = None
     notes: list[str] = field(default_factory=list)  # how its weights were had (--init-from)
+    spec: Any = None  # the Spec it was built from (a run's own copy for a run)
 
     @property
     def name(self) -> str:
@@ -183,17 +184,33 @@ def load_source(path: Path, weights: str = "best", seed: int = 0, input: str | N
             raise OptionError.at(None, "--init-from", f"{path} is a run directory, which exports its own weights",
                                  "--init-from torchvision:NAME is for a spec")
         run = load_run(path, weights)
-        return Source(run.model, run.card, run)
+        return Source(run.model, run.card, run, spec=run.spec)
     spec = netspec.load(path, overrides=set_vars or [], input=input)
     torch.manual_seed(seed)
-    model = netspec.build(spec).eval()
+    model, constraints = _build_spec(spec, path, set_vars)
     labels = check_spec_labels(spec, tuple(model.netspec["output"]))
     if init_from is None:
-        return Source(model, ModelCard.of_spec(spec, labels))
-    return _pretrained_source(spec, model, labels, init_from)
+        return Source(model, ModelCard.of_spec(spec, labels, input_constraints=constraints), spec=spec)
+    return _pretrained_source(spec, model, labels, init_from, constraints)
 
 
-def _pretrained_source(spec, model, labels: list[str] | None, init_from: str) -> Source:
+def _build_spec(spec, path: Path, set_vars: list[str] | None):
+    """(model, input constraints): a symbolic spec (`input: [3, H, W]`) is built at one allowed
+    size, which gives every size the same weights (netspec.exporters.dynamic refuses a spec whose
+    weights depend on the sizes); its card's constraints say which sizes the model takes."""
+    import netspec
+
+    if not spec.symbols:
+        return netspec.build(spec).eval(), None
+    from netspec.exporters.dynamic import of_spec
+
+    dynamic = of_spec(spec)
+    concrete = netspec.load(path, overrides=set_vars or [], input="x".join(map(str, dynamic.example)))
+    return netspec.build(concrete).eval(), dynamic.record()
+
+
+def _pretrained_source(spec, model, labels: list[str] | None, init_from: str,
+                       constraints: dict | None = None) -> Source:
     """The spec's model with torchvision's pretrained weights; the model card's labels are the
     weights' categories when the spec names none and the output width is their count, its
     preprocessing torchvision's mean and std for them."""
@@ -210,5 +227,5 @@ def _pretrained_source(spec, model, labels: list[str] | None, init_from: str) ->
     mean, std = loaded.normalisation() or (None, None)
     if mean is not None and len(mean) != spec.input[0]:  # another number of channels: not its statistics
         mean, std = None, None
-    card = ModelCard.of_spec(spec, labels, mean, std, normalize=mean is not None)
-    return Source(model, card, notes=[loaded.note()])
+    card = ModelCard.of_spec(spec, labels, mean, std, normalize=mean is not None, input_constraints=constraints)
+    return Source(model, card, notes=[loaded.note()], spec=spec)

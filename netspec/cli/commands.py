@@ -22,7 +22,12 @@ from netspec.cli.options import (
     check_weights,
 )
 from netspec.errors import OptionError
-from netspec.exporters import FORMAT_MODULES, format_named  # light: the formats load on first use
+from netspec.exporters import (  # light: the formats load on first use
+    DEFAULT_CALIBRATION,
+    FORMAT_MODULES,
+    MAX_CALIBRATION,
+    format_named,
+)
 
 
 def check(
@@ -77,32 +82,61 @@ def export(
     output: Optional[Path] = typer.Option(None, "-o", "--output",
                                           help="the file, or a directory to write <name>.<format> in "
                                                "(default: here, or in the run dir)"),
-    opset: int = typer.Option(18, "--opset", help="ONNX opset version: 18–23 written by torch's exporter, 7–17 "
-                              "converted from 18 where onnx's version converter can (refused otherwise)"),
+    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset version (default 18): 18–23 written by "
+                                        "torch's exporter, 7–17 converted from 18 where onnx's version converter "
+                                        "can (refused otherwise)"),
     batch: str = typer.Option("dynamic", "--batch", help=f"dynamic, or a fixed batch size N (1..{MAX_BATCH_SIZE})"),
+    input: Optional[str] = typer.Option(None, "--input", help="for a spec: override its input, e.g. 3x64x64, or "
+                                        "3xHxW for dynamic height and width"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="ONNX: int8 (static, calibrated on training "
+                                           "images, accuracy checked) or fp16 (for GPUs)"),
+    calibration: int = typer.Option(DEFAULT_CALIBRATION, "--calibration", min=1, max=MAX_CALIBRATION,
+                                    help="--quantize int8: training images to calibrate on"),
+    max_drop: float = typer.Option(1.0, "--max-drop", help="--quantize int8: refuse (exit 1, no file) when "
+                                   "accuracy on the validation split drops by more than this many points"),
     weights: str = typer.Option("best", "--weights", help="for a run directory: best|last"),
     init_from: Optional[str] = typer.Option(
         None, "--init-from", help="for a spec: torchvision:NAME, torchvision's pretrained weights "
         "(e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1, from torch's cache in TORCH_HOME)"),
     set_: List[str] = typer.Option([], "--set", help="for a spec: override a var: name=value (repeatable)"),
 ) -> None:
-    """Export (ONNX so far), check the file, and verify it against PyTorch (exit 1 if they differ)."""
+    """Export a model file, check it, and verify it against PyTorch (exit 1 if they differ)."""
     exporter = format_named(chosen_format(format_, onnx))
-    if hasattr(exporter, "check_opset"):
-        exporter.check_opset(opset)  # before loading anything: an opset no path here writes
-    fixed = None if batch == "dynamic" else batch_size(batch, "--batch", "`dynamic` or ")
+    options = export_options(exporter, batch, opset, quantize, calibration, max_drop)
     check_weights(weights)
     from netspec.run import load_source  # the format-neutral source: a spec or a run directory
 
-    loaded = load_source(source, weights, init_from=init_from, set_vars=set_)
+    loaded = load_source(source, weights, input=input, init_from=init_from, set_vars=set_)
     for note in loaded.notes:
         typer.echo(note)
     if output is None:
         output = (source if source.is_dir() else Path(".")) / f"{loaded.name}{exporter.SUFFIX}"
     elif output.is_dir():  # -o DIR: <name>.<suffix> inside it, as `cp FILE DIR` would
         output = output / f"{loaded.name}{exporter.SUFFIX}"
-    report = exporter.export(loaded, output, opset=opset, batch=fixed or "dynamic")
+    report = exporter.export(loaded, output, **options)
     typer.echo("\n".join(report.lines()))
+
+
+def export_options(exporter, batch: str, opset, quantize, calibration: int, max_drop: float) -> dict:
+    """The options this format is given, checked before anything is loaded; an option the format
+    does not have (its OPTIONS) is an error naming the flag."""
+    options = {"batch": None if batch == "dynamic" else batch_size(batch, "--batch", "`dynamic` or ")}
+    if opset is not None:
+        options["opset"] = opset
+    if quantize is not None:
+        options.update(quantize=quantize, calibration=calibration, max_drop=max_drop)
+    for name in options:
+        if name not in exporter.OPTIONS:
+            flag = "--" + name.replace("_", "-")
+            raise OptionError.at(None, flag, f"{flag} does not apply to --format {exporter.NAME}",
+                                 f"formats that take it: {', '.join(formats_taking(name))}")
+    if hasattr(exporter, "check_options"):
+        exporter.check_options(**options)  # e.g. an opset no path writes, before loading anything
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def formats_taking(option: str) -> list[str]:
+    return [name for name in sorted(FORMAT_MODULES) if option in format_named(name).OPTIONS]
 
 
 def chosen_format(name: str | None, onnx: bool) -> str:
@@ -118,7 +152,8 @@ def chosen_format(name: str | None, onnx: bool) -> str:
 
 
 def infer(
-    model: Path = typer.Argument(..., help="an .onnx file written by `netspec export`, or a run directory holding one"),
+    model: Path = typer.Argument(..., help="a model file written by `netspec export` (.onnx, .pt2), or a run "
+                                 "directory holding one"),
     inputs: List[Path] = typer.Argument(..., help="PNG/JPEG/... images or .npy arrays, folders of them "
                                         "(searched recursively), or quoted glob patterns such as 'digits/*.png'"),
     provider: str = typer.Option("auto", "--provider", help="auto|tensorrt|cuda|cpu (auto: the best available; "
@@ -127,13 +162,26 @@ def infer(
     batch_size: int = typer.Option(32, "--batch-size", min=1, max=MAX_BATCH_SIZE,
                                    help="inputs per onnxruntime call (fewer when inputs are large)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON list, one object per input"),
+    trt_fp16: bool = typer.Option(False, "--trt-fp16", help="TensorRT: let it run layers in float16"),
+    trt_cache: Optional[Path] = typer.Option(None, "--trt-cache", help="TensorRT: the engine cache folder "
+                                             "(default: ~/.cache/netspec/tensorrt, per model file and precision)"),
 ) -> None:
-    """Classify images with onnxruntime, preprocessed exactly as in training."""
+    """Classify images with onnxruntime (or torch, for a .pt2), preprocessed exactly as in training."""
+    from netspec.exporters import format_of_file
     from netspec.exporters.predict import expand_inputs, model_file, predict, table
-    from netspec.exporters.runtime import OnnxModel, json_text, printable
+    from netspec.exporters.runtime import json_text, printable
 
     model, notes = model_file(model)
-    session = OnnxModel(model, provider)
+    # the format its suffix names (.onnx, .pt2); any other name is read as ONNX, which says what is wrong
+    reader = format_named(format_of_file(model) or "onnx")
+    options = {"trt_fp16": True} if trt_fp16 else {}
+    if trt_cache is not None:
+        options["trt_cache"] = str(trt_cache)
+    for name in options:
+        if name not in getattr(reader, "RUNTIME_OPTIONS", ()):
+            raise OptionError.at(None, "--" + name.replace("_", "-"), f"is for ONNX models run by onnxruntime, "
+                                 f"not a {reader.SUFFIX} file")
+    session = reader.load(model, provider, None, **options)
     for note in notes + session.notes:
         typer.echo(f"note: {printable(note)}", err=True)
     typer.echo(f"provider: {session.provider}", err=True)
@@ -142,6 +190,9 @@ def infer(
         typer.echo(json_text([p.to_json() for p in predictions]))
     elif predictions:
         typer.echo(table(predictions))
+        for prediction in predictions:  # a dynamic-size model: why an image was resized
+            if prediction.note:
+                typer.echo(f"note: {printable(prediction.note)}", err=True)
     for failure in failures:  # each bad input its own line; the good ones were still predicted
         typer.echo(failure.format(), err=True)
     if failures:
@@ -149,12 +200,18 @@ def infer(
 
 
 def bench(
-    source: Path = typer.Argument(..., help="a spec, a run directory or an .onnx file"),
+    source: Path = typer.Argument(..., help="a spec, a run directory or a model file (.onnx, or any format "
+                                  "`export --format` writes)"),
     batch: str = typer.Option("1,32", "--batch", help=f"comma-separated batch sizes (at most {MAX_BENCH_BATCHES})"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, max=MAX_THREADS,
                                           help="threads for both sides (default: all cores)"),
     seconds: float = typer.Option(2.0, "--seconds",
                                   help=f"timing budget per backend and batch size (at most {MAX_BENCH_SECONDS:g})"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8, fp16 or int8,fp16: rows for the "
+                                           "quantized model beside float32's, with top-1 accuracy (a run: on its "
+                                           "validation split) and agreement with float32; fp16 on a GPU only"),
+    input: Optional[str] = typer.Option(None, "--input", help="a fixed input size for open axes, e.g. 3x224x224 "
+                                        "(for a spec: overrides its input)"),
 ) -> None:
     """Latency and throughput: PyTorch eager vs onnxruntime (CPU, and CUDA/TensorRT when present)."""
     from netspec.exporters.bench import bench as run_bench
@@ -162,7 +219,7 @@ def bench(
 
     check_seconds(seconds, "--seconds")
     batches = batch_sizes(batch, "--batch")
-    rows, notes = run_bench(source, batches, threads, seconds)
+    rows, notes = run_bench(source, batches, threads, seconds, quantize, input)
     typer.echo(table(rows))
     for note in notes:
         typer.echo(note)
