@@ -169,12 +169,21 @@ def _npy_image(path: Path) -> np.ndarray:
         dtype, shape, fortran = _npy_header(file)
         count = math.prod(shape)
         data = file.read(count * dtype.itemsize)
-    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    return image_array(np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C"))
+
+
+def image_array(array: np.ndarray) -> np.ndarray:
+    """An image array as `netspec infer` takes it from a .npy file (and `netspec.load_run(...).predict`
+    from memory) — H×W, H×W×C or C×H×W (C = 1 or 3), uint8 0–255 or float 0–1 — as uint8 C×H×W;
+    BadInput for anything else."""
+    shape = array.shape
+    if array.dtype.kind not in "uif":
+        raise BadInput(f"expected uint8 0–255 or float 0–1 values, got dtype {array.dtype}")
     if array.ndim == 2:
         array = array[None]
-    elif array.shape[2] in (1, 3):  # H×W×C (an ambiguous 3×H×3 too, as before) → C×H×W
+    elif array.ndim == 3 and array.shape[2] in (1, 3):  # H×W×C (an ambiguous 3×H×3 too, as infer) → C×H×W
         array = array.transpose(2, 0, 1)
-    if array.ndim != 3 or array.shape[0] not in (1, 3):
+    if array.ndim != 3 or array.shape[0] not in (1, 3) or 0 in array.shape:
         raise BadInput(f"expected an image array H×W, H×W×C or C×H×W (C = 1 or 3), got shape {shape}")
     if array.dtype.kind == "f":
         if not np.isfinite(array).all():

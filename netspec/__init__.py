@@ -3,6 +3,7 @@
     import netspec
     spec = netspec.load("specs/lenet.yaml")   # parse + validate; raises netspec.SpecError
     report = netspec.check(spec)              # static: report.output, report.params, report.rows
+    run = netspec.load_run("runs/lenet5-1")   # a trained run: run.model, run.predict("digit.png")
 
 Nothing imported here pulls in torch: `check` is pure Python.
 """
@@ -26,3 +27,15 @@ def build(spec):
 
 
 __all__.append("build")
+
+
+def load_run(run_dir, weights: str = "best"):
+    """A trained run directory with its `weights` (best or last) loaded: `.model` (eval mode),
+    `.spec`, `.config`, `.labels`, `.card` and `.predict(images)` (netspec/predict.py); imports
+    torch on first use."""
+    from netspec.predict import load_run as load_trained_run
+
+    return load_trained_run(run_dir, weights)
+
+
+__all__.append("load_run")

@@ -4,7 +4,8 @@
 the spec as trained (parsed once, when first used), the checkpoints and the model card they
 carry. Resume, eval, export, infer and bench all read a run through it. `load_source` turns a
 spec or a run into the format-neutral `Source` every exporter takes: a model in eval mode and its
-model card (netspec.modelcard).
+model card (netspec.modelcard). `netspec.load_run` (netspec/predict.py) is the Python API's run:
+this Run with a `predict` that classifies images as `netspec infer` does.
 
 Everything in a run directory may come from someone else: each problem is an error naming the
 file (a RunError for the run, a ModelFileError for a weights file), never an internal error.
@@ -35,6 +36,9 @@ class Run:
     model: Any = None  # torch.nn.Module in eval mode, after load_weights
     meta: dict = field(default_factory=dict)  # of the weights file: epoch, step, labels, mean/std, ...
     card: ModelCard | None = None
+
+    def __repr__(self) -> str:  # not the dataclass's: that prints the whole config and model
+        return f"{type(self).__name__}({str(self.directory)!r}, weights={self.weights!r})"
 
     @classmethod
     def open(cls, run_dir: Path, where: str = "eval", overrides: list[str] | None = None) -> "Run":
@@ -76,8 +80,7 @@ class Run:
         from netspec.compile.weights import SpecMismatch
         from netspec.train.checkpoint import damaged, is_intact, load_weights, read_checked
 
-        if weights not in WEIGHTS:
-            raise OptionError.at(None, "--weights", f"expected one of {', '.join(WEIGHTS)}, got {ascii(weights[:40])}")
+        check_weights_name(weights)
         path = self.checkpoint(weights)
         if not path.exists():
             raise RunError.at(None, "--weights", f"{path} does not exist", "the run has no checkpoint yet")
@@ -133,9 +136,14 @@ def exported_models(run_dir: Path, suffix: str) -> list[Path]:
 def load_run(run_dir: Path, weights: str = "best") -> Run:
     """A run directory with its `weights` loaded: config.json, the spec as trained, and the
     weights file (whose tensors must fit that spec). Each problem is an error naming the file."""
-    if weights not in WEIGHTS:  # before anything is read, as the option it is
-        raise OptionError.at(None, "--weights", f"expected one of {', '.join(WEIGHTS)}, got {ascii(weights[:40])}")
+    check_weights_name(weights)  # before anything is read, as the option it is
     return Run.open(run_dir).load_weights(weights)
+
+
+def check_weights_name(weights) -> None:
+    """`best` or `last`, else an OptionError for --weights (the `weights=` argument in Python)."""
+    if weights not in WEIGHTS:
+        raise OptionError.at(None, "--weights", f"expected one of {', '.join(WEIGHTS)}, got {ascii(str(weights)[:40])}")
 
 
 @dataclass

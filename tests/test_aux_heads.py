@@ -122,7 +122,8 @@ def test_a_training_step_minimises_main_plus_weighted_aux_losses(smoothing):
     # netspec's own step (Trainer.train_step) with a learning rate of 0: the gradients stay to read
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     trainer = SimpleNamespace(
-        config=SimpleNamespace(label_smoothing=smoothing, batch_size=6), model=model, optimizer=optimizer,
+        config=SimpleNamespace(label_smoothing=smoothing, batch_size=6, clip_grad=None), model=model,
+        optimizer=optimizer,
         scaler=None, process=SimpleNamespace(device=torch.device("cpu"), amp_dtype=None, world=1))
     trainer._logged_loss = lambda loss, lg, yy: Trainer._logged_loss(trainer, loss, lg, yy)
     logged, step_logits = Trainer.train_step(trainer, model, x, y)

@@ -150,7 +150,7 @@ TODAYS_TRAIN_FLAGS = [
     "--data", "--data-root", "--epochs", "--batch-size", "--optimizer", "--lr", "--momentum", "--nesterov",
     "--weight-decay", "--schedule", "--step-size", "--gamma", "--warmup-epochs", "--label-smoothing", "--pad",
     "--flip", "--normalize", "--seed", "--device", "--amp", "--channels-last", "--compile", "--workers",
-    "--checkpoint-every",
+    "--checkpoint-every", "--tensorboard", "--log-every", "--patience", "--clip-grad",
 ]
 
 
@@ -168,10 +168,13 @@ def test_every_setting_has_its_flag_with_the_fields_description():
 
     options = train_options()
     assert [flag for flag in options if flag in TODAYS_TRAIN_FLAGS] == TODAYS_TRAIN_FLAGS
-    assert set(options) - set(TODAYS_TRAIN_FLAGS) == {"--out", "--resume", "--init-from", "--set", "--nproc"}
-    assert options["--batch-size"].help == TrainConfig.model_fields["batch_size"].description
-    assert options["--pad"].help == Augment.model_fields["pad"].description
-    assert options["--optimizer"].help.startswith("sgd|adam|adamw: ")
+    assert set(options) - set(TODAYS_TRAIN_FLAGS) == {"--out", "--resume", "--init-from", "--set", "--nproc",
+                                                      "--nnodes", "--node-rank", "--master-addr", "--master-port",
+                                                      "--max-restarts"}
+    # the field's description, then where the value comes from when the flag is not given
+    assert options["--batch-size"].help.startswith(TrainConfig.model_fields["batch_size"].description + "; ")
+    assert options["--pad"].help.startswith(Augment.model_fields["pad"].description + "; ")
+    assert options["--optimizer"].metavar == "sgd|adam|adamw"
     for flag in ("--nesterov", "--flip", "--normalize", "--channels-last", "--compile"):
         assert options[flag].secondary_opts == ["--no-" + flag[2:]], flag
     assert all(options[flag].default is None for flag in TODAYS_TRAIN_FLAGS)  # not given: the spec's train:
@@ -189,7 +192,8 @@ def test_a_new_config_field_is_a_new_flag():
         ema: Literal["off", "on"] = Field("off", description="keep an average of the weights")
 
     flag = setting_flags(Extended)[-1]
-    assert (flag.name, flag.kind, flag.help) == ("--ema", str, "off|on: keep an average of the weights")
+    assert (flag.name, flag.kind, flag.choices) == ("--ema", str, ("off", "on"))
+    assert flag.help == "keep an average of the weights; default: from the spec's `train:` section, else off"
 
 
 def test_flags_become_settings_with_augment_nested():

@@ -117,7 +117,7 @@ def test_docs_show_real_numbers(markdown):
 # block stands for one or more real lines left out; every other line must be the real one.
 
 USER_DOCS = [ROOT / "README.md", ROOT / "docs" / "spec-language.md", ROOT / "docs" / "security.md",
-             ROOT / "docs" / "benchmarks.md"]
+             ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "everyday.md"]
 CHECK_COMMAND = re.compile(r"`(netspec check [^`]+)`")
 # the table's header or rule, its totals, an error line: any layout `check` has had
 LOOKS_LIKE_CHECK_OUTPUT = re.compile(r"^ *# +layer |^─+(  ─+)+$|^input \S+ → output |^\S+\.yaml:\d+:\d+: error: "

@@ -1,6 +1,7 @@
 """The `netspec` command line (the console script `netspec = netspec.cli:main`).
 
     app.py          the typer app, `main` (the entry point), the context each command gets
+    conventions.py  what every command follows: -h, readable metavars, --version, shell completion
     commands.py     check, eval, export, infer, bench, schema
     train.py        train, and the `--nproc` launcher side
     train_flags.py  train's setting flags, generated from TrainConfig's fields

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Optional
 
 import typer
 
 from netspec.cli import commands
+from netspec.cli.conventions import INSTALL_COMPLETION, SHOW_COMPLETION, VERSION, App, Shells
 from netspec.cli.failures import report_failure
+from netspec.cli.runs import runs
 from netspec.cli.train import train
 
 
@@ -26,13 +29,18 @@ class Invocation:
     debug: bool = False
 
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Declarative CNN specs: check shapes statically, train, export to ONNX, run.")
+# App: -h, readable metavars and completion for every command (netspec/cli/conventions.py); typer's
+# own completion options would print the detected shell's script, not the one named. Plain help
+# (rich_markup_mode=None): typer's boxed table leaves 17 columns of help at 80; a usage error is one line.
+app = App(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+          help="Declarative CNN specs: check shapes statically, train, export to ONNX, run.")
 
 
 @app.callback()
 def _options(ctx: typer.Context,
-             debug: bool = typer.Option(False, "--debug", help="show tracebacks for errors")) -> None:
+             debug: bool = typer.Option(False, "--debug", help="show tracebacks for errors"),
+             version: bool = VERSION, show_completion: Optional[Shells] = SHOW_COMPLETION,
+             install_completion: Optional[Shells] = INSTALL_COMPLETION) -> None:
     if ctx.obj is None:  # the app called without `main` (e.g. typer's test runner)
         ctx.obj = Invocation(sys.argv[1:])
     ctx.obj.debug = debug
@@ -45,6 +53,8 @@ app.command()(commands.export)
 app.command()(commands.infer)
 app.command()(commands.bench)
 app.command()(commands.schema)
+app.command()(commands.draw)
+app.command()(runs)
 
 
 def main(argv: list[str] | None = None) -> int:

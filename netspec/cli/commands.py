@@ -32,12 +32,17 @@ from netspec.exporters import (  # light: the formats load on first use
 
 def check(
     spec: Path = typer.Argument(..., help="the spec file"),
-    input: Optional[str] = typer.Option(None, "--input", help="override the input, e.g. 3x64x64 or 3xHxW"),
+    input: Optional[str] = typer.Option(None, "--input", help="override the input, e.g. 3x64x64 or 3xHxW "
+                                        "(default: the spec's `input:`)"),
     set_: List[str] = typer.Option([], "--set", help="override a var: name=value (repeatable)"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     include_root: Optional[Path] = typer.Option(
         None, "--include-root", help="folder `include:` may read from (default: the nearest folder "
         "above the spec with a netspec.toml, else the spec's own folder)"),
+    wide: bool = typer.Option(False, "--wide", help="print every column in full, however wide the terminal"),
+    depth: Optional[int] = typer.Option(None, "--depth", min=0, metavar="N",
+                                        help="show blocks and macros down to N levels deep, each deeper one "
+                                        "summed into one row (default: every row)"),
 ) -> None:
     """Shapes, output-size formulas, params and MACs of every layer — static, no torch."""
     import netspec
@@ -48,22 +53,25 @@ def check(
         report = netspec.check(netspec.load(spec, overrides=set_, input=input, include_root=include_root))
     except netspec.SpecError as error:
         if error.partial_report is not None and not as_json:
-            print_report(error.partial_report, title=f"{error.partial_report.name}: up to the error")
+            print_report(error.partial_report, title=f"{error.partial_report.name}: up to the error",
+                         wide=wide, depth=depth)
         raise
     finally:
         gc.enable()
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
-        print_report(report)
+        print_report(report, wide=wide, depth=depth)
 
 
 def evaluate(
     run_dir: Path = typer.Argument(..., help="a run directory written by `netspec train`"),
-    data: Optional[str] = typer.Option(None, "--data", help="evaluate on another dataset's validation split"),
-    data_root: Optional[str] = typer.Option(None, "--data-root"),
-    weights: str = typer.Option("best", "--weights", help="best|last"),
-    batch_size: int = typer.Option(256, "--batch-size", min=1, max=MAX_BATCH_SIZE),
+    data: Optional[str] = typer.Option(None, "--data", help="evaluate on another dataset's validation split "
+                                       "(default: the run's own)"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="where datasets are downloaded (default: "
+                                            "the run's, else ~/.cache/netspec)"),
+    weights: str = typer.Option("best", "--weights", metavar="best|last", help="which of the run's checkpoints"),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, max=MAX_BATCH_SIZE, help="images per forward pass"),
 ) -> None:
     """Accuracy, per-class accuracy and the confusion matrix (text, and confusion.png in the run)."""
     check_weights(weights)  # before importing torch
@@ -77,7 +85,8 @@ FORMATS = "|".join(sorted(FORMAT_MODULES))
 
 def export(
     source: Path = typer.Argument(..., help="a spec (weights from its init:) or a run directory (trained weights)"),
-    format_: Optional[str] = typer.Option(None, "--format", help=f"the file format: {FORMATS}"),
+    format_: Optional[str] = typer.Option(None, "--format", metavar=FORMATS,
+                                          help="the file format (no default: give it, or --onnx)"),
     onnx: bool = typer.Option(False, "--onnx", help="the same as --format onnx"),
     output: Optional[Path] = typer.Option(None, "-o", "--output",
                                           help="the file, or a directory to write <name>.<format> in "
@@ -85,19 +94,23 @@ def export(
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset version (default 18): 18–23 written by "
                                         "torch's exporter, 7–17 converted from 18 where onnx's version converter "
                                         "can (refused otherwise)"),
-    batch: str = typer.Option("dynamic", "--batch", help=f"dynamic, or a fixed batch size N (1..{MAX_BATCH_SIZE})"),
+    batch: str = typer.Option("dynamic", "--batch", metavar="dynamic|N",
+                              help=f"dynamic, or a fixed batch size N (1..{MAX_BATCH_SIZE})"),
     input: Optional[str] = typer.Option(None, "--input", help="for a spec: override its input, e.g. 3x64x64, or "
-                                        "3xHxW for dynamic height and width"),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="ONNX: int8 (static, calibrated on training "
-                                           "images, accuracy checked) or fp16 (for GPUs)"),
+                                        "3xHxW for dynamic height and width (default: the spec's `input:`)"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", metavar="int8|fp16", help="ONNX: int8 (static, "
+                                           "calibrated on training images, accuracy checked) or fp16 (for GPUs); "
+                                           "default: none, float32"),
     calibration: int = typer.Option(DEFAULT_CALIBRATION, "--calibration", min=1, max=MAX_CALIBRATION,
                                     help="--quantize int8: training images to calibrate on"),
     max_drop: float = typer.Option(1.0, "--max-drop", help="--quantize int8: refuse (exit 1, no file) when "
                                    "accuracy on the validation split drops by more than this many points"),
-    weights: str = typer.Option("best", "--weights", help="for a run directory: best|last"),
+    weights: str = typer.Option("best", "--weights", metavar="best|last",
+                                help="for a run directory: which of its checkpoints"),
     init_from: Optional[str] = typer.Option(
         None, "--init-from", help="for a spec: torchvision:NAME, torchvision's pretrained weights "
-        "(e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1, from torch's cache in TORCH_HOME)"),
+        "(e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1, from torch's cache in TORCH_HOME); default: "
+        "the spec's `init:` rules, seeded"),
     set_: List[str] = typer.Option([], "--set", help="for a spec: override a var: name=value (repeatable)"),
 ) -> None:
     """Export a model file, check it, and verify it against PyTorch (exit 1 if they differ)."""
@@ -156,8 +169,9 @@ def infer(
                                  "directory holding one"),
     inputs: List[Path] = typer.Argument(..., help="PNG/JPEG/... images or .npy arrays, folders of them "
                                         "(searched recursively), or quoted glob patterns such as 'digits/*.png'"),
-    provider: str = typer.Option("auto", "--provider", help="auto|tensorrt|cuda|cpu (auto: the best available; "
-                                 "a named one that cannot run is an error)"),
+    provider: str = typer.Option("auto", "--provider", metavar="NAME",
+                                 help="where to run: auto, the best available, or tensorrt|cuda|cpu (a named one "
+                                 "that cannot run is an error)"),
     top_k: int = typer.Option(5, "--top-k", min=1, max=MAX_TOP_K, help="classes per input (at most the model's)"),
     batch_size: int = typer.Option(32, "--batch-size", min=1, max=MAX_BATCH_SIZE,
                                    help="inputs per onnxruntime call (fewer when inputs are large)"),
@@ -202,16 +216,19 @@ def infer(
 def bench(
     source: Path = typer.Argument(..., help="a spec, a run directory or a model file (.onnx, or any format "
                                   "`export --format` writes)"),
-    batch: str = typer.Option("1,32", "--batch", help=f"comma-separated batch sizes (at most {MAX_BENCH_BATCHES})"),
+    batch: str = typer.Option("1,32", "--batch", metavar="N,N,...",
+                              help=f"comma-separated batch sizes (at most {MAX_BENCH_BATCHES})"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, max=MAX_THREADS,
                                           help="threads for both sides (default: all cores)"),
     seconds: float = typer.Option(2.0, "--seconds",
                                   help=f"timing budget per backend and batch size (at most {MAX_BENCH_SECONDS:g})"),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8, fp16 or int8,fp16: rows for the "
-                                           "quantized model beside float32's, with top-1 accuracy (a run: on its "
-                                           "validation split) and agreement with float32; fp16 on a GPU only"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", metavar="LIST", help="int8, fp16 or int8,fp16: "
+                                           "rows for the quantized model beside float32's, with top-1 accuracy (a "
+                                           "run: on its validation split) and agreement with float32; fp16 on a GPU "
+                                           "only (default: float32 rows only)"),
     input: Optional[str] = typer.Option(None, "--input", help="a fixed input size for open axes, e.g. 3x224x224 "
-                                        "(for a spec: overrides its input)"),
+                                        "(for a spec: overrides its input); default: the model's own, which "
+                                        "must then be fixed"),
 ) -> None:
     """Latency and throughput: PyTorch eager vs onnxruntime (CPU, and CUDA/TensorRT when present)."""
     from netspec.exporters.bench import bench as run_bench
@@ -230,3 +247,39 @@ def schema() -> None:
     from netspec.lang.schema import spec_json_schema
 
     typer.echo(json.dumps(spec_json_schema(), indent=2, ensure_ascii=False))
+
+
+def draw(
+    spec: Path = typer.Argument(..., help="the spec file"),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", metavar="FILE", help="FILE.svg or FILE.html (the page: the picture at each depth, "
+        "and the blocks as a collapsible outline), or a directory (default: <name>.svg here)"),
+    depth: Optional[int] = typer.Option(
+        None, "--depth", min=0, max=64, metavar="N", help="draw groups (blocks, macros, residuals, parallels) from "
+        "this depth down as one box with their subtotal; 0: only the top-level items (default: all open)"),
+    input: Optional[str] = typer.Option(None, "--input", help="override the input, e.g. 3x64x64 or 3xHxW "
+                                        "(default: the spec's `input:`)"),
+    set_: List[str] = typer.Option([], "--set", help="override a var: name=value (repeatable)"),
+    include_root: Optional[Path] = typer.Option(None, "--include-root", help="folder `include:` may read from "
+                                                "(default as for check: the nearest folder above the spec with "
+                                                "a netspec.toml, else the spec's own folder)"),
+) -> None:
+    """The network as a picture (SVG or HTML): each layer's output shape and params, blocks as groups."""
+    import netspec
+    from netspec.draw import SUFFIXES, write
+
+    if output is not None and not output.is_dir() and output.suffix.lower() not in SUFFIXES:
+        raise OptionError.at(None, "-o", f"{ascii(output.name)[1:-1][:60]} must end in .svg or .html",
+                             "e.g. -o net.svg, or -o net.html for the page")
+    report = netspec.check(netspec.load(spec, overrides=set_, input=input, include_root=include_root))
+    if output is None:
+        output = Path(".") / f"{report.name}.svg"
+    elif output.is_dir():
+        output = output / f"{report.name}.svg"
+    try:
+        boxes = write(report, output, depth)
+    except OSError as error:  # a folder that does not exist, no permission, a full disk
+        raise OptionError.at(None, "-o", f"cannot write {ascii(str(output))[1:-1][:200]}: "
+                             f"{error.strerror or error}") from None
+    typer.echo(f"wrote {output}: {boxes:,} boxes, {report.params:,} params" if isinstance(report.params, int)
+               else f"wrote {output}: {boxes:,} boxes")

@@ -4,12 +4,13 @@ A new field in netspec/train/config.py is a new flag with nothing else to write:
 
     field `batch_size: conint(...) = Field(128, description="...")`   →   `--batch-size INT`, help: the description
     a bool field (or a bool-or-literal one, as channels_last)         →   `--x/--no-x`
-    a Literal field                                                   →   a string flag, its choices in the help
+    a Literal field                                                   →   a string flag, its choices its metavar
     a nested model (augment)                                          →   one flag per field of its own (--pad, --flip)
 
 Every flag defaults to None, "not given": then the spec's `train:` section, then the field's default
-applies. The values are checked together with the spec's (netspec/train/setup.py resolve_config),
-so a bad value is one error naming the flag, and the bounds are written once, on the field.
+applies, and each flag's help says so ("default: from the spec's `train:` section, else 128"). The
+values are checked together with the spec's (netspec/train/setup.py resolve_config), so a bad value
+is one error naming the flag, and the bounds are written once, on the field.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class SettingFlag:
     group: str | None
     kind: type  # one of SCALARS
     help: str
+    choices: tuple = ()  # a Literal's values: the flag's metavar, `sgd|adam|adamw`
 
     @property
     def name(self) -> str:
@@ -44,8 +46,9 @@ class SettingFlag:
     def parameter(self) -> inspect.Parameter:
         """The keyword parameter typer reads this flag from."""
         declared = f"{self.name}/--no-{self.name[2:]}" if self.kind is bool else self.name
+        metavar = "|".join(map(str, self.choices)) or None  # None: the type's (netspec/cli/conventions.py)
         return inspect.Parameter(self.field, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[self.kind],
-                                 default=typer.Option(None, declared, help=self.help))
+                                 default=typer.Option(None, declared, help=self.help, metavar=metavar))
 
 
 def setting_flags(config: type[BaseModel] = TrainConfig) -> list[SettingFlag]:
@@ -88,10 +91,23 @@ def with_setting_flags(command: Callable) -> Callable:
 
 def _flag(name: str, field: FieldInfo, group: str | None) -> SettingFlag:
     kind, choices = _kind(field.annotation)
-    help_text = field.description or ""
-    if choices:
-        help_text = f"{'|'.join(map(str, choices))}: {help_text}" if help_text else "|".join(map(str, choices))
-    return SettingFlag(name, group, kind, help_text)
+    default = field.get_default(call_default_factory=True)
+    return SettingFlag(name, group, kind, with_default(field.description or "", default), choices)
+
+
+SOURCE = "the spec's `train:` section"
+
+
+def with_default(description: str, default) -> str:
+    """A flag's help: the field's description, then where its value comes from when the flag is not
+    given. A field without a default (None) says its own in the description, if it has one."""
+    if default is None:
+        if "default" in description:  # e.g. weight_decay: "default: the optimiser's own"
+            return f"{description} (when {SOURCE} does not set it)"
+        return f"{description}; default: from {SOURCE}, else none".lstrip("; ")
+    shown = ("on" if default else "off") if isinstance(default, bool) else \
+        f"{default:g}" if isinstance(default, float) else str(default)
+    return f"{description}; default: from {SOURCE}, else {shown}".lstrip("; ")
 
 
 def _kind(annotation) -> tuple[type, tuple]:

@@ -30,9 +30,35 @@ def summarize(constraints: list[Constraint], symbols: list[str], rows) -> list[s
     minimum = minimum_sizes(constraints, symbols)
     lines = [f"{s} ≥ {minimum[s]}" for s in symbols if s in minimum]
     budget = [MAX_EQUALITY_EVALUATIONS]
-    lines += [line for c in constraints if c.relation == "==" for line in [_equality(c, minimum, budget)] if line]
+    names = _row_names(rows)
+    lines += [line for c in constraints if c.relation == "==" for line in [_equality(c, minimum, budget, names)]
+              if line]
     lines += _linear_notes(rows, symbols, minimum)
     return lines
+
+
+def _row_names(rows) -> dict[int, str]:
+    """Each origin's first table row, as the lines name it: `row 5 concat, net.yaml:6:5`. A
+    container shares its origin with its merge row (the `add` or `concat` the condition is about),
+    which is named rather than the container's own row."""
+    names: dict[int, str] = {}
+    for leaves in (True, False):
+        for row in rows:
+            if row.leaf == leaves and id(row.origin) not in names:
+                mark = row.origin.mark
+                names[id(row.origin)] = row_name(row) + (f", {mark}" if mark else "")
+    return names
+
+
+def row_name(row) -> str:
+    """How constraint lines name a row of the `check` table: `row 11 linear`."""
+    return f"row {row.index} {row.kind}"
+
+
+def _where(c: Constraint, names: dict[int, str]) -> str:
+    if c.origin is None:
+        return ""
+    return names.get(id(c.origin), c.origin.path)
 
 
 def _distinct(constraints: list[Constraint]) -> list[Constraint]:
@@ -62,18 +88,20 @@ def minimum_sizes(constraints: list[Constraint], symbols: list[str]) -> dict[str
     return minimum
 
 
-def _equality(c: Constraint, minimum: dict[str, int], budget: list[int]) -> str | None:
+def _equality(c: Constraint, minimum: dict[str, int], budget: list[int], names: dict[int, str]) -> str | None:
     free = sym.symbols(c.value) | sym.symbols(c.bound)
-    where = c.origin.path if c.origin else ""
+    where = _where(c, names)
     if len(free) != 1:
         return f"{sym.fmt(c.value)} = {sym.fmt(c.bound)} ({where})"
     (name,) = free
     period = sym.period_within(c.value, c.bound, limit=MAX_PERIOD)
     start = minimum.get(name, 1)
     if period is None:
-        return _undecided(c, name, start, f"the sizes where it holds repeat with a period over {MAX_PERIOD:,}")
+        return _undecided(c, name, start, f"the sizes where it holds repeat with a period over {MAX_PERIOD:,}",
+                          where)
     if budget[0] < 4 * period:
-        return _undecided(c, name, start, f"check's budget of {MAX_EQUALITY_EVALUATIONS:,} evaluations is spent")
+        return _undecided(c, name, start, f"check's budget of {MAX_EQUALITY_EVALUATIONS:,} evaluations is spent",
+                          where)
     budget[0] -= 4 * period
 
     def agrees(n: int) -> bool:
@@ -94,11 +122,10 @@ def _equality(c: Constraint, minimum: dict[str, int], budget: list[int]) -> str 
     return f"{name} mod {period} = {allowed} ({c.reason} otherwise; {where})"
 
 
-def _undecided(c: Constraint, name: str, start: int, why: str) -> str:
+def _undecided(c: Constraint, name: str, start: int, why: str, where: str) -> str:
     """An honest note for an equality check cannot settle in bounded time; the table still prints."""
     at = {name: start}
     verdict = "holds" if sym.evaluate(c.value, at) == sym.evaluate(c.bound, at) else "fails"
-    where = c.origin.path if c.origin else ""
     return (f"not decided: {sym.fmt(c.value)} = {sym.fmt(c.bound)} ({c.reason} otherwise; {where}): {why}; "
             f"it {verdict} at {name} = {start}")
 
@@ -114,7 +141,8 @@ def _linear_notes(rows, symbols: list[str], minimum: dict[str, int]) -> list[str
         example = {s: minimum.get(s, 1) for s in free}
         value = sym.evaluate(features, example)
         sizes = ", ".join(f"{s} ∈ {lo:,}..{hi:,}" for s in free for lo, hi in [_constant_run(features, example, s)])
-        notes.append(f"{row.origin.path} linear: in_features = {sym.fmt(features)} depends on "
+        at = f" ({row.origin.mark})" if row.origin.mark else ""
+        notes.append(f"{row_name(row)}{at}: in_features = {sym.fmt(features)} depends on "
                      f"{', '.join(free)}; its weights fit one size class (e.g. {sizes} gives {value:,})")
     return notes
 

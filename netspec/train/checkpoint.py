@@ -286,6 +286,12 @@ def check_counters(counters: Any, path: Path) -> dict[str, Any]:
     if not isinstance(ended, bool) or (ended and checked["step"] != checked["steps_per_epoch"]):
         raise damaged(path, "its counters `epoch_ended` is not true or false, or true in the middle of an epoch")
     checked["epoch_ended"] = ended
+    # The epoch of the best validation accuracy: early stopping counts from it (netspec/train/controls.py).
+    # States written before it was kept: the last ended epoch, so that a resume restarts the count.
+    best_epoch = counters.get("best_epoch", checked["epoch"] - (0 if ended else 1))
+    if not _is_int(best_epoch) or best_epoch > checked["epoch"]:
+        raise damaged(path, "its counters `best_epoch` is not a non-negative integer up to `epoch`")
+    checked["best_epoch"] = best_epoch
     return checked
 
 

@@ -21,6 +21,7 @@ MAX_PAD = 64  # augmentation pads every batch on the device: the padded copy gro
 MAX_SEED = 2**32 - 1  # numpy's seed range; seed·1,000,003 + epoch must stay inside torch's 64 bits
 MAX_WORKERS = 64  # DataLoader workers are processes: more is a fork bomb, not a speed-up
 MAX_STEPS = 10**9  # checkpoint_every: more steps than any run takes
+MAX_CLIP_GRAD = 1e6  # clip_grad: usual values are 0.1..10; catches a unit or exponent typo
 
 # The optimisers' own default weight decay (torch's): AdamW's decoupled decay is part of what it is.
 DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "adam": 0.0, "adamw": 0.01}
@@ -82,6 +83,17 @@ class TrainConfig(BaseModel):
     workers: conint(ge=0, le=MAX_WORKERS) = Field(2, description="DataLoader workers (image folders only)")
     checkpoint_every: conint(ge=0, le=MAX_STEPS) = Field(
         0, description="also checkpoint every N steps (0: each epoch end)")
+    tensorboard: bool = Field(
+        False, description="write TensorBoard event files in RUN/tensorboard: per epoch the losses, accuracies "
+        "(top-5 with ≥ 10 classes) and learning rate; the train loss every --log-every steps")
+    log_every: conint(ge=0, le=MAX_STEPS) = Field(
+        50, description="with --tensorboard: log the train loss every N optimiser steps (0: per epoch only)")
+    patience: conint(ge=0, le=MAX_EPOCHS) = Field(
+        0, description="stop early once N epochs in a row bring no better validation accuracy (0: never); "
+        "a resumed run continues the count")
+    clip_grad: Optional[_finite(gt=0, le=MAX_CLIP_GRAD)] = Field(
+        None, description="clip the gradients' total L2 norm to X before each optimiser step (torch's "
+        "clip_grad_norm_; unscaled first with --amp fp16); default: no clipping")
 
     @model_validator(mode="after")
     def _optimizers_own_weight_decay(self) -> "TrainConfig":

@@ -25,23 +25,13 @@ from netspec.errors import OptionError, RunError, RunStopped
 from netspec.progress import Progress, plural
 from netspec.train import checkpoint as ckpt
 from netspec.train.config import TrainConfig, check_processes
-from netspec.train.metrics import (
-    accuracy,
-    append_jsonl,
-    per_class_accuracy,
-    per_class_table,
-    plot_curves,
-    read_jsonl,
-    rewrite_jsonl,
-    validate,
-)
+from netspec.train.controls import clip_gradients, early_stop_reason
+from netspec.train.loggers import RunLog
+from netspec.train.metrics import accuracy, per_class_accuracy, per_class_table, plot_curves, read_jsonl, validate_top5
 from netspec.train.schedule import learning_rate
 from netspec.train.setup import Setup, prepare
 
 PLOT_INTERVAL = 10.0  # seconds
-# metrics.jsonl holds ~250 bytes per epoch; a larger one is not a run's own (read before resuming).
-MAX_METRICS_BYTES = 64 * 2**20
-METRIC_FIELDS = ("train_loss", "train_acc", "val_loss", "val_acc")  # what curves.png plots
 
 
 @dataclass
@@ -63,6 +53,10 @@ class Position:
     best_val_acc: float = -1.0
     totals: EpochTotals = field(default_factory=EpochTotals)
     ended: bool = False
+    best_epoch: int = 0  # of best_val_acc: early stopping counts from it
+
+    def next_epoch(self) -> "Position":
+        return Position(self.epoch + 1, 0, self.global_step, self.best_val_acc, best_epoch=self.best_epoch)
 
 
 def train(spec_path: Path, overrides: dict, set_vars: list[str] | None = None, out: Path | None = None,
@@ -75,21 +69,6 @@ def train(spec_path: Path, overrides: dict, set_vars: list[str] | None = None, o
     finally:
         setup.release()
     return setup.run_dir
-
-
-def _metrics_before(path: Path, epoch: int) -> list[dict]:
-    """The epochs before `epoch` from metrics.jsonl; lines that are not well-formed records
-    (a line cut by a kill, or an edited file) are dropped."""
-    if path.is_symlink() or (path.exists() and not path.is_file()):
-        raise ckpt.damaged(path, "not a regular file", kind=RunError)
-    if path.exists() and path.stat().st_size > MAX_METRICS_BYTES:
-        raise ckpt.damaged(path, f"larger than {MAX_METRICS_BYTES:,} bytes: not this run's metrics", kind=RunError)
-
-    def well_formed(r) -> bool:
-        return (isinstance(r, dict) and isinstance(r.get("epoch"), int) and not isinstance(r["epoch"], bool)
-                and all(isinstance(r.get(k), (int, float)) and not isinstance(r[k], bool) for k in METRIC_FIELDS))
-
-    return [r for r in read_jsonl(path) if well_formed(r) and r["epoch"] < epoch]
 
 
 class Trainer:
@@ -119,24 +98,33 @@ class Trainer:
         self.stop_requested = None
         self.plotted_at = float("-inf")
         self.last_validation: tuple[int, float, torch.Tensor] | None = None  # epoch, accuracy, confusion
+        self.log = RunLog(self.run_dir, config.tensorboard, config.log_every, setup.process.is_main)
+        self.stopped_early: str | None = None  # why, once --patience stops the run
 
     # -- the run ------------------------------------------------------------------------------
     def run(self) -> None:
         if self.target.resume_from is not None:
             self.restore(self.target.resume_from)
-            if self.position.epoch > self.config.epochs:
+            self.stopped_early = self.early_stop(self.position.epoch - 1)
+            if self.position.epoch > self.config.epochs or self.stopped_early:
                 self.complete_finished_run()
                 return
         previous = self._install_signal_handlers()  # before the banner: a Ctrl-C right after it saves the run
         self.say(self.banner(self.steps))
         try:
-            while self.position.epoch <= self.config.epochs:
+            while self.position.epoch <= self.config.epochs and not self.stopped_early:
                 self.run_epoch()
-                self.position = Position(self.position.epoch + 1, 0, self.position.global_step,
-                                         self.position.best_val_acc)
+                self.position = self.position.next_epoch()
         finally:
             self._restore_signal_handlers(previous)
+            self.log.close()
         self.finish()
+
+    def early_stop(self, epoch: int) -> str | None:
+        """Why --patience stops the run after `epoch` (ended) before its last epoch, if it does."""
+        p = self.position
+        return None if epoch >= self.config.epochs else early_stop_reason(self.config.patience, epoch, p.best_epoch,
+                                                                          p.best_val_acc)
 
     def run_epoch(self) -> None:
         self.progress.start_epoch(self.position.epoch, self.config.epochs, self.steps, self.position.step)
@@ -162,6 +150,7 @@ class Trainer:
             totals.seen += len(y)
             self.position.step += 1
             self.position.global_step += 1
+            self.log.step(self.position.global_step, loss)
             report = self.position.step % 10 == 0 or self.position.step == self.steps
             save = self.stop_requested or (config.checkpoint_every
                                            and self.position.global_step % config.checkpoint_every == 0)
@@ -195,10 +184,12 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(objective).backward()
+            clip_gradients(self.optimizer, self.config.clip_grad, self.scaler)
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             objective.backward()
+            clip_gradients(self.optimizer, self.config.clip_grad)
             self.optimizer.step()
         return self._logged_loss(loss, logits, y), logits
 
@@ -218,25 +209,28 @@ class Trainer:
     # -- epoch end ------------------------------------------------------------------------------
     def end_epoch(self, lr: float) -> None:
         totals = self.process.reduce_totals(self.position.totals)
-        val_loss, val_acc, confusion = self.evaluate()
+        val_loss, val_acc, confusion, top5 = self.evaluate(top5=True)
         self.last_validation = (self.position.epoch, val_acc, confusion)
         record = {
             "epoch": self.position.epoch, "train_loss": totals.loss / max(totals.seen, 1),
             "train_acc": totals.correct / max(totals.seen, 1), "val_loss": val_loss, "val_acc": val_acc,
+            **({} if top5 is None else {"val_top5": top5}),
             "lr": lr, "images_per_s": totals.seen / max(totals.seconds, 1e-9), "seconds": totals.seconds,
         }
         improved = val_acc > self.position.best_val_acc
         if improved:
-            self.position.best_val_acc = val_acc
+            self.position.best_val_acc, self.position.best_epoch = val_acc, self.position.epoch
+        self.log.epoch(record, self.position.global_step)
+        self.stopped_early = self.early_stop(self.position.epoch)
         if self.process.is_main:
-            append_jsonl(self.run_dir / "metrics.jsonl", record)
-            self.plot(final=self.position.epoch == self.config.epochs)
+            self.plot(final=self.position.epoch == self.config.epochs or bool(self.stopped_early))
         self.position.ended = True
         self.save_checkpoint(best=improved)
         self.progress.end_epoch(
             f"epoch {record['epoch']:>3}/{self.config.epochs}  train loss {record['train_loss']:.4f} "
-            f"acc {record['train_acc'] * 100:6.2f}%  val loss {val_loss:.4f} acc {val_acc * 100:6.2f}%  "
-            f"lr {lr:.3g}  {record['images_per_s']:,.0f} img/s" + ("  *best" if improved else ""))
+            f"acc {record['train_acc'] * 100:6.2f}%  val loss {val_loss:.4f} acc {val_acc * 100:6.2f}%"
+            + ("" if top5 is None else f" top-5 {top5 * 100:6.2f}%") + f"  lr {lr:.3g}  "
+            f"{record['images_per_s']:,.0f} img/s" + ("  *best" if improved else ""))
 
     def plot(self, final: bool = False) -> None:
         """curves.png, redrawn at most every PLOT_INTERVAL s (a plot costs ~0.2 s, more than a
@@ -245,11 +239,14 @@ class Trainer:
             plot_curves(read_jsonl(self.run_dir / "metrics.jsonl"), self.run_dir / "curves.png")
             self.plotted_at = time.monotonic()
 
-    def evaluate(self, model: torch.nn.Module | None = None) -> tuple[float, float, torch.Tensor]:
-        """Validation loss, accuracy and the confusion matrix (every process sees all of it)."""
+    def evaluate(self, model: torch.nn.Module | None = None, top5: bool = False) -> tuple:
+        """Validation loss, accuracy and the confusion matrix (every process sees all of it); with
+        `top5`, also the top-5 accuracy (None with fewer than 10 classes)."""
         model = self.model if model is None else model  # (a Sequential with no layers is falsy)
-        loss_sum, confusion = validate(model, self.val_batches, len(self.classes), self.process.amp_dtype)
-        return loss_sum / max(int(confusion.sum()), 1), accuracy(confusion), confusion
+        loss_sum, confusion, hits = validate_top5(model, self.val_batches, len(self.classes), self.process.amp_dtype)
+        seen = max(int(confusion.sum()), 1)
+        result = (loss_sum / seen, accuracy(confusion), confusion)
+        return result + (None if hits is None else hits / seen,) if top5 else result
 
     # -- run end --------------------------------------------------------------------------------
     def finish(self) -> None:
@@ -266,7 +263,8 @@ class Trainer:
         self.say(f"per-class validation accuracy ({weights} weights, epoch {epoch}; eval and export use the "
                  f"best by default):\n" + per_class_table(names, confusion))
         self.say(f"done: {self.run_dir}  (best val acc {self.position.best_val_acc * 100:.2f}%, "
-                 f"weights in last.safetensors / best.safetensors)")
+                 "weights in last.safetensors / best.safetensors)" + (f"; {self.stopped_early}" if self.stopped_early
+                                                                       else ""))
 
     def final_validation(self) -> tuple[str, int, float, torch.Tensor]:
         """(which weights, epoch, accuracy, confusion) at the end: the best, validated again unless last."""
@@ -285,8 +283,10 @@ class Trainer:
         epoch's checkpoint), or say how to train it further."""
         missing = [name for name in ("per_class.json", "curves.png") if not (self.run_dir / name).exists()]
         done = f"{self.run_dir} already finished its {plural(self.config.epochs, 'epoch')}"
+        if self.stopped_early:
+            done, more = f"{self.run_dir} already {self.stopped_early}", "give a larger --patience (0: off)"
         if not missing:
-            self.say(f"{done}; give --epochs N to train it further")
+            self.say(f"{done}; {more if self.stopped_early else 'give --epochs N'} to train it further")
             return
         self.say(f"{done}; writing what its end left out: {', '.join(missing)}")
         if self.process.is_main and "curves.png" in missing:
@@ -300,7 +300,8 @@ class Trainer:
             return
         p = self.position
         counters = {"epoch": p.epoch, "step": p.step, "global_step": p.global_step, "best_val_acc": p.best_val_acc,
-                    "totals": vars(p.totals), "steps_per_epoch": self.steps, "epoch_ended": p.ended}
+                    "totals": vars(p.totals), "steps_per_epoch": self.steps, "epoch_ended": p.ended,
+                    "best_epoch": p.best_epoch}
         state_name = f"state-{p.global_step:09d}.safetensors"
         ckpt.save_state(self.run_dir / state_name, self.optimizer, self._rng_states(), counters)
         meta = {**self.card.checkpoint_metadata(), "epoch": p.epoch, "step": p.step, "state": state_name,
@@ -327,16 +328,15 @@ class Trainer:
                                f"{counters['steps_per_epoch']}, but an epoch now has {self.steps} steps",
                                "the training data changed since; start a new run (--init-from RUN_DIR)")
         p = Position(counters["epoch"], counters["step"], counters["global_step"], counters["best_val_acc"],
-                     EpochTotals(**counters["totals"]))
+                     EpochTotals(**counters["totals"]), best_epoch=counters["best_epoch"])
         if counters["epoch_ended"]:
-            p = Position(p.epoch + 1, 0, p.global_step, p.best_val_acc)
+            p = p.next_epoch()
         check_epochs(run_dir, self.config.epochs, p.epoch, p.step)  # before anything is loaded or written
         if found.note:
             self.say(found.note)
         found.apply(self.bare_model, self.optimizer, self.augment_rng)
         self.position = p
-        if self.process.is_main:
-            rewrite_jsonl(run_dir / "metrics.jsonl", _metrics_before(run_dir / "metrics.jsonl", p.epoch))
+        self.log.restore(p.epoch, p.global_step)
         if p.epoch <= self.config.epochs:
             where = f"epoch {p.epoch}, step {p.step}/{self.steps}" if p.step else f"the start of epoch {p.epoch}"
             end = " (all its steps are done: its validation follows)" if p.step == self.steps else ""

@@ -128,21 +128,35 @@ def plot_confusion(names: list[str], confusion: torch.Tensor, path: Path) -> Non
     plt.close(figure)
 
 
-@torch.no_grad()
+TOP5_MIN_CLASSES = 10  # top-5 accuracy is reported from this many classes on (with fewer it says little)
+
+
 def validate(model: torch.nn.Module, batches, classes: int, amp_dtype=None) -> tuple[float, torch.Tensor]:
-    """(cross-entropy summed over the samples, confusion matrix) of `model` on `batches`.
+    """(cross-entropy summed over the samples, confusion matrix) of `model` on `batches`."""
+    loss_sum, confusion, _ = validate_top5(model, batches, classes, amp_dtype)
+    return loss_sum, confusion
+
+
+@torch.no_grad()
+def validate_top5(model: torch.nn.Module, batches, classes: int,
+                  amp_dtype=None) -> tuple[float, torch.Tensor, int | None]:
+    """validate()'s two, and how many samples have their true class among the 5 highest outputs
+    (None with fewer than TOP5_MIN_CLASSES classes).
 
     A model with more outputs than the data has classes is scored on the first `classes`
     outputs only (an extra output must never count as "the last class"). Training and eval
     never get here with one: netspec.train.classes.check_outputs / check_run_outputs refuse it."""
     model.eval()
     loss_sum, confusion = 0.0, torch.zeros(classes, classes, dtype=torch.int64)
+    top5 = 0 if classes >= TOP5_MIN_CLASSES else None
     for x, y in batches.epoch(0, 0):
         with torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = model(x).float()
         loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
         confusion += confusion_matrix(logits[:, :classes].argmax(1).cpu(), y.cpu(), classes)
-    return loss_sum, confusion
+        if top5 is not None:
+            top5 += int((logits[:, :classes].topk(5, 1).indices == y[:, None]).any(1).sum())
+    return loss_sum, confusion, top5
 
 
 def accuracy(confusion: torch.Tensor) -> float:

@@ -172,7 +172,8 @@ def _unresumable(problem: NetspecError, run_dir: Path, fallback_problem: Netspec
 # -- settings on resume ------------------------------------------------------------------------------
 # May change: how long the run trains, and where and how fast it runs (not what it computes,
 # though another device or precision is then not bit-for-bit the uninterrupted run).
-CHANGEABLE = ("epochs", "device", "amp", "channels_last", "compile", "workers", "checkpoint_every", "data_root")
+CHANGEABLE = ("epochs", "device", "amp", "channels_last", "compile", "workers", "checkpoint_every", "data_root",
+              "patience", "tensorboard", "log_every")
 # Fixed, with what changing them would change (any other setting: "the training").
 _DATA = "the data each step trains on"
 FIXED_BECAUSE = {

@@ -1,0 +1,36 @@
+"""Training controls: early stopping on validation accuracy (`--patience`) and gradient clipping
+(`--clip-grad`).
+
+Early stopping counts the epochs since the best validation accuracy (strictly better than every
+epoch before: the epoch best.safetensors holds). With patience N the run stops once N epochs
+in a row brought no better one: after epoch best + N. The best epoch is kept in the trainer
+state's counters, so a resumed run continues the count, and resuming a run that stopped early
+stops again at once unless a larger `--patience` (or 0: off) is given.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from netspec.progress import plural
+
+
+def early_stop_reason(patience: int, epoch: int, best_epoch: int, best_val_acc: float) -> str | None:
+    """Why the run stops after `epoch` (all of its end done), or None to go on."""
+    if not patience or epoch - best_epoch < patience:
+        return None
+    return (f"stopped early after epoch {epoch}: no better validation accuracy for "
+            f"{plural(epoch - best_epoch, 'epoch')} (best {best_val_acc * 100:.2f}% at epoch {best_epoch}; "
+            f"--patience {patience})")
+
+
+def clip_gradients(optimizer: torch.optim.Optimizer, max_norm: float | None, scaler=None) -> None:
+    """Scale the gradients of `optimizer`'s parameters down to a total L2 norm of at most `max_norm`
+    (torch's clip_grad_norm_), before its step. With fp16's GradScaler the gradients are unscaled
+    first (scaler.unscale_; its step then does not unscale them again)."""
+    if max_norm is None:
+        return
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    parameters = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    torch.nn.utils.clip_grad_norm_(parameters, max_norm)
