@@ -37,6 +37,20 @@ def pytest_unconfigure(config):
     if _SESSION_HOME is not None:
         shutil.rmtree(_SESSION_HOME, ignore_errors=True)
 
+def nontrivial_batchnorm(model):
+    """`model` with every BatchNorm2d's statistics and affine weights drawn at random (torch's
+    generator), so eval mode exercises every tensor a weight copy must carry; returns the model."""
+    import torch.nn as nn
+
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    return model
+
+
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 

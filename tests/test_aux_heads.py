@@ -20,7 +20,7 @@ from netspec.compile.weights import load_torchvision
 from netspec.errors import SpecError
 from netspec.exporters.onnx import export_onnx, load_source
 from netspec.train.loop import Trainer
-from tests.conftest import SPECS
+from tests.conftest import SPECS, nontrivial_batchnorm
 
 SMALL = """\
 name: aux_small
@@ -153,13 +153,7 @@ def _torchvision(name: str) -> nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         model = getattr(torchvision.models, name)(weights=None, init_weights=False)
-    for module in model.modules():  # non-trivial BatchNorm, so eval mode exercises every tensor
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.5, 0.5)
-    return model.eval()
+    return nontrivial_batchnorm(model).eval()
 
 
 @pytest.mark.parametrize("name, params", [("googlenet", 13_004_888), ("inception_v3", 27_161_264)])

@@ -9,7 +9,7 @@ from torch import nn
 
 import netspec
 from netspec.compile.weights import StructureMismatch, load_torchvision
-from tests.conftest import SPECS
+from tests.conftest import SPECS, nontrivial_batchnorm
 
 MODELS = ["vgg11", "vgg11_bn", "vgg16", "resnet18", "resnet34", "resnet50", "googlenet"]
 
@@ -17,13 +17,7 @@ MODELS = ["vgg11", "vgg11_bn", "vgg16", "resnet18", "resnet34", "resnet50", "goo
 def torchvision_model(name: str) -> nn.Module:
     kwargs = {"init_weights": True} if name == "googlenet" else {}  # its default constructor: aux heads
     model = getattr(torchvision.models, name)(weights=None, **kwargs)
-    for module in model.modules():  # non-trivial BatchNorm, so eval mode exercises every tensor
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.5, 0.5)
-    return model.eval()
+    return nontrivial_batchnorm(model).eval()
 
 
 @pytest.mark.slow
