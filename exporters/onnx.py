@@ -8,15 +8,7 @@ beside the target under the final names, then move both). The file is checked wi
 PyTorch's on random inputs and, for a run, on real validation samples; if they disagree the file
 is not kept.
 
-Opsets: torch 2.14's exporter implements opset 18 (`torch.onnx._internal.exporter._constants.
-TORCHLIB_OPSET`) and writes 18–23 (`torch.onnx._constants.ONNX_MAX_OPSET`) itself. Asked for
-less, it exports 18 and tries a conversion that, when it fails, logs a traceback and keeps 18. So
-for 7–17 we export 18 and convert one opset at a time with onnx.version_converter: it stops at
-the first operator it has no adapter for (Relu 14 → 13 in every netspec CNN so far; Pad 18 → 17
-where a ceil_mode pool needs its overhang padded, below) and the user is told the lowest opset
-this model reaches. The opset printed is read back from the file.
-(The TorchScript exporter, `dynamo=False`, still writes 7–20 in torch 2.14 but is deprecated
-since 2.9; one exporter keeps one graph to verify.)
+Opsets, and the conversion below 18: netspec.exporters.opset.
 
 ceil_mode pools are exported through `netspec.exporters.ceil_pool`, which gives PyTorch's output size on
 any runtime; see there.
@@ -25,7 +17,6 @@ any runtime; see there.
 from __future__ import annotations
 
 import contextlib
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -39,21 +30,19 @@ from netspec.errors import ExportError, NetspecError, OptionError, printable
 from netspec.exporters import DEFAULT_CALIBRATION
 from netspec.exporters.ceil_pool import lowered_ceil_pools
 from netspec.exporters.dynamic import DIMENSION_HINT, dynamic_input, native_ceil_pools
-from netspec.exporters.parity import Agreement, Measure
+from netspec.exporters.opset import DEFAULT_OPSET, EXPORTER_OPSET, OPSET_HINT, check_opset, convert_down, file_opset
+from netspec.exporters.parity import PARITY_TOLERANCE, Agreement, Measure, ParityFigures
 from netspec.modelcard import input_size_problem
 from netspec.run import Source, load_source  # noqa: F401 (load_source: the format-neutral loader, re-exported)
 
-DEFAULT_OPSET = 18
-EXPORTER_OPSET = 18  # what torch 2.14's exporter implements; lower opsets are converted from it
-MAX_OPSET = 23  # torch.onnx._constants.ONNX_MAX_OPSET in torch 2.14
-MIN_OPSET = 7  # the oldest opset onnxruntime guarantees to run
-PARITY_TOLERANCE = 1e-4
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GiB; leave room for the graph
 REAL_SAMPLES = 256
 
 
 @dataclass
-class ExportReport:
+class ExportReport(ParityFigures):
+    COMPARED = "onnxruntime − torch"
+
     path: Path
     bytes: int
     opset: int  # read back from the written file's opset_import
@@ -76,16 +65,6 @@ class ExportReport:
     def real_top1_agreement(self) -> float | None:
         real = self.real_agreement
         return real.fraction if real is not None and real.measure.kind == "top1" else None
-
-    def parity_text(self) -> str:
-        return f"max |onnxruntime − torch| = {self.max_abs_diff:.2e}, {self.agreement.text()}"
-
-    def parity_lines(self) -> list[str]:
-        lines = [f"parity, random inputs: {self.parity_text()}"]
-        if self.real_samples:
-            lines.append(f"parity, {self.real_samples} validation samples: max |diff| = {self.real_max_abs_diff:.2e}, "
-                         f"{self.real_agreement.text()}")
-        return lines
 
     def lines(self) -> list[str]:
         from netspec.exporters.runtime import printable
@@ -118,7 +97,7 @@ def export_onnx(source: Source, out: Path, opset: int = DEFAULT_OPSET, batch: st
         with lowered_ceil_pools(model):  # eager PyTorch keeps its own pools; parity compares against them
             _torch_export(model, example, staged, max(opset, EXPORTER_OPSET), batch, large, dynamic_input(source))
         if opset < EXPORTER_OPSET:
-            _convert_down(staged, opset)
+            convert_down(staged, opset)
         _write_metadata(staged, source, large)
         written = file_opset(staged)  # the file's own claim, what a runtime reads
         if written != opset:  # torch's exporter keeps its own opset when its conversion fails
@@ -131,64 +110,17 @@ def export_onnx(source: Source, out: Path, opset: int = DEFAULT_OPSET, batch: st
             from netspec.exporters.quantize import quantize_file
 
             report.quantization = quantize_file(staged, source, quantize, calibration, max_drop, batch)
+        data = out.with_name(out.name + ".data")
+        report.data_file = data if (scratch / data.name).exists() else None  # written now, not found beside
         _move_into_place(scratch, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     report.path = out
     report.bytes = out.stat().st_size
-    data = out.with_name(out.name + ".data")
-    report.data_file = data if data.exists() else None
+    if report.data_file is None and data.exists():
+        report.notes.append(f"{printable(data.name)} beside the model is not part of it (left as it was: "
+                            "an earlier export's weights?)")
     return report
-
-
-OPSET_HINT = (f"torch's exporter writes opsets {EXPORTER_OPSET}–{MAX_OPSET}; {MIN_OPSET}–{EXPORTER_OPSET - 1} are "
-              f"converted from {EXPORTER_OPSET} by onnx's version converter, as far as it has adapters for "
-              "the model's operators")
-
-
-def check_opset(opset: int, large: bool = False) -> None:
-    """Refuse, before any work, an opset that no path here can write."""
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise OptionError.at(None, "--opset", f"opset {opset} is not supported: choose {MIN_OPSET} to {MAX_OPSET}",
-                           OPSET_HINT)
-    if large and opset < EXPORTER_OPSET:  # the converter serialises the whole model into one protobuf
-        raise OptionError.at(None, "--opset", f"opset {opset} needs a conversion from {EXPORTER_OPSET}, which "
-                           "onnx's version converter cannot do for a model over 2 GB",
-                           f"choose {EXPORTER_OPSET} to {MAX_OPSET}")
-
-
-def _convert_down(path: Path, opset: int) -> None:
-    """Opset 18 → `opset`, one opset at a time, so a failure names the lowest opset this model reaches."""
-    import onnx
-    from onnx import version_converter
-
-    model = onnx.load(str(path))
-    reached = EXPORTER_OPSET
-    while reached > opset:
-        try:
-            model = version_converter.convert_version(model, reached - 1)
-        except Exception as e:  # the C++ converter fails an assertion (RuntimeError) naming the operator
-            raise ExportError.at(None, "--opset", f"this model cannot be written below opset {reached}: onnx's "
-                               f"version converter {_converter_reason(e, reached)}",
-                               f"choose {reached} to {MAX_OPSET}") from None
-        reached -= 1
-    onnx.save(model, str(path))
-
-
-def _converter_reason(error: Exception, reached: int) -> str:
-    found = re.search(r"No Adapter (?:From|To) Version \$?(\d+) for (\w+)", str(error))
-    if found:
-        return f"has no adapter for {found.group(2)} from opset {reached} to {reached - 1}"
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return f"failed at opset {reached} → {reached - 1} ({first[:200]})"
-
-
-def file_opset(path: Path) -> int | None:
-    """The default-domain opset the file declares (what a runtime will read)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def _check_input(source: Source, batch) -> list[int]:
@@ -273,13 +205,13 @@ def verify(path: Path, source: Source, batch) -> ExportReport:
     from netspec.exporters.runtime import OnnxModel
 
     runtime = OnnxModel(path, provider="cpu", torch_in_process=True)
-    report, real = measure_parity(runtime, source, batch,
-                                  lambda diff, agreement: ExportReport(path, 0, 0, str(batch), diff, agreement))
-    return _checked(report, real)
+    report = measure_parity(runtime, source, batch,
+                            lambda diff, agreement: ExportReport(path, 0, 0, str(batch), diff, agreement))
+    return _checked(report)
 
 
 def measure_parity(runtime, source: Source, batch, report_of):
-    """(report, real samples or None): the file's `runtime` against eager PyTorch on random inputs
+    """The format's report of the file's `runtime` against eager PyTorch on random inputs
     (batch 1 and 3 when the batch is dynamic; at each parity size when H, W are) and, at a fixed
     size, on real validation samples. `report_of(max_diff, agreement)` makes the format's report."""
     from netspec.exporters.runtime import MAX_BATCH_BYTES
@@ -300,20 +232,19 @@ def measure_parity(runtime, source: Source, batch, report_of):
     if dynamic is not None:  # real samples come at the training size only: parity at the sizes the file allows
         report.notes.append(f"dynamic input {dynamic.shape_text()} ({dynamic.text()}): parity verified at "
                             + " and ".join(f"{h}×{w}" for _, h, w in shapes))
-        return report, None
+        return report
     fitting = max(1, MAX_BATCH_BYTES // (4 * int(np.prod(source.input_shape))))  # huge inputs: fewer samples
     real = _validation_samples(source, min(REAL_SAMPLES, fitting) if dynamic_batch else int(batch), report)
     if real is not None:
         report.real_max_abs_diff, real_agree = _compare(runtime, source.model, real)
         report.real_samples = len(real)
         report.real_agreement = Agreement(measure, real_agree, len(real) * measure.per_sample)
-    return report, real
+    return report
 
 
-def _checked(report: ExportReport, real) -> ExportReport:
+def _checked(report: ExportReport) -> ExportReport:
     """The report, or the verification failure it shows."""
-    if report.max_abs_diff > PARITY_TOLERANCE or (real is not None and report.real_agreement.fraction < 1.0) \
-            or (report.real_max_abs_diff or 0) > PARITY_TOLERANCE:
+    if report.disagrees():
         raise verification_failed("onnxruntime disagrees with PyTorch: " + "; ".join(report.parity_lines())
                                   + " — the file was not kept")
     return report

@@ -62,3 +62,30 @@ class Agreement:
 
     def text(self) -> str:
         return f"{self.measure.describe(self.fraction)} ({self.agreeing:,} of {self.total:,} {self.measure.unit})"
+
+
+PARITY_TOLERANCE = 1e-4  # the largest |exported − eager PyTorch| a kept file may show
+
+
+class ParityFigures:
+    """The parity figures every format's export report carries, and what they mean, held once.
+
+    A dataclass mixing this in declares `max_abs_diff`, `agreement`, `real_samples`,
+    `real_max_abs_diff` and `real_agreement`; `COMPARED` names the two sides of the difference."""
+
+    COMPARED = "exported − torch"
+
+    def parity_text(self) -> str:
+        return f"max |{self.COMPARED}| = {self.max_abs_diff:.2e}, {self.agreement.text()}"
+
+    def parity_lines(self) -> list[str]:
+        lines = [f"parity, random inputs: {self.parity_text()}"]
+        if self.real_samples:
+            lines.append(f"parity, {self.real_samples} validation samples: max |diff| = {self.real_max_abs_diff:.2e}, "
+                         f"{self.real_agreement.text()}")
+        return lines
+
+    def disagrees(self) -> bool:
+        """Past the tolerance anywhere, or one real sample decided differently."""
+        return (self.max_abs_diff > PARITY_TOLERANCE or (self.real_max_abs_diff or 0) > PARITY_TOLERANCE
+                or (self.real_samples > 0 and self.real_agreement.fraction < 1.0))

@@ -290,13 +290,16 @@ def _classify_by_size(model, read: list[tuple], top_k: int) -> list[Prediction]:
         for start in range(0, len(positions), step):
             chunk = positions[start:start + step]
             images = np.stack([read[i][1] for i in chunk])
-            for i, prediction in zip(chunk, _classify(model, images, [read[i][0] for i in chunk], top_k)):
+            for i, prediction in zip(chunk, classify_images(model, images, [read[i][0] for i in chunk], top_k)):
                 prediction.note = read[i][2]
                 results[i] = prediction
     return [results[i] for i in range(len(read))]
 
 
-def _classify(model: OnnxModel, images: np.ndarray, paths: list, top_k: int) -> list[Prediction]:
+def classify_images(model: OnnxModel, images: np.ndarray, paths: list, top_k: int) -> list[Prediction]:
+    """Top-k predictions for N×C×H×W images of any model with `.card`, `.where` and `.run` (an
+    OnnxModel, or netspec.predict's trained run): the card's preprocessing, then softmax unless the
+    model gives probabilities."""
     info = model.card
     outputs = model.run(info.preprocessing.apply_(images.astype(np.float32)))
     if outputs.ndim != 2 or len(outputs) != len(images):

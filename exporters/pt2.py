@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from netspec.errors import ExportError, ModelFileError, OptionError, printable
-from netspec.exporters.parity import Agreement
+from netspec.exporters.parity import Agreement, ParityFigures
 from netspec.modelcard import ModelCard, input_size_problem
 from netspec.run import Source
 
@@ -35,7 +35,9 @@ PROVIDERS = ("auto", "cpu", "cuda")
 
 
 @dataclass
-class Pt2Report:
+class Pt2Report(ParityFigures):
+    COMPARED = "loaded .pt2 − eager torch"
+
     path: Path
     bytes: int
     batch: str
@@ -45,14 +47,6 @@ class Pt2Report:
     real_max_abs_diff: float | None = None
     real_agreement: Agreement | None = None
     notes: list[str] = field(default_factory=list)
-
-    def parity_lines(self) -> list[str]:
-        lines = [f"parity, random inputs: max |loaded .pt2 − eager torch| = {self.max_abs_diff:.2e}, "
-                 f"{self.agreement.text()}"]
-        if self.real_samples:
-            lines.append(f"parity, {self.real_samples} validation samples: max |diff| = {self.real_max_abs_diff:.2e}, "
-                         f"{self.real_agreement.text()}")
-        return lines
 
     def lines(self) -> list[str]:
         return [*(f"note: {note}" for note in self.notes),
@@ -160,17 +154,16 @@ def verify(path: Path, source: Source, batch) -> Pt2Report:
     from netspec.exporters.onnx import measure_parity
 
     batch = str(batch)
-    report, real = measure_parity(Pt2Model(path, "cpu"), source, batch,
-                                  lambda diff, agreement: Pt2Report(path, 0, batch, diff, agreement))
-    return _checked(report, real)
+    report = measure_parity(Pt2Model(path, "cpu"), source, batch,
+                            lambda diff, agreement: Pt2Report(path, 0, batch, diff, agreement))
+    return _checked(report)
 
 
-def _checked(report: Pt2Report, real) -> Pt2Report:
+def _checked(report: Pt2Report) -> Pt2Report:
     """The report, or the verification failure it shows (exit 1, no file)."""
-    from netspec.exporters.onnx import PARITY_TOLERANCE, verification_failed
+    from netspec.exporters.onnx import verification_failed
 
-    if (report.max_abs_diff > PARITY_TOLERANCE or (report.real_max_abs_diff or 0) > PARITY_TOLERANCE
-            or (real is not None and report.real_agreement.fraction < 1.0)):
+    if report.disagrees():
         raise verification_failed("the loaded .pt2 disagrees with PyTorch: " + "; ".join(report.parity_lines())
                                   + " — the file was not kept")
     return report

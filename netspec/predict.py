@@ -25,7 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from netspec.errors import RunError, printable
-from netspec.exporters.predict import BadInput, Failure, Prediction, _classify, expand_inputs, image_array, read_input
+from netspec.exporters.predict import (
+    BadInput,
+    Failure,
+    Prediction,
+    classify_images,
+    expand_inputs,
+    image_array,
+    read_input,
+)
 from netspec.preprocess import array_to_image, fit_image
 from netspec.run import Run, check_weights_name
 
@@ -82,7 +90,7 @@ class _TorchRuntime:
         self.card, self.model, self.where = run.card, run.model, printable(run.directory)
 
     def classify(self, images: np.ndarray, names: list[str], top_k: int) -> list[Prediction]:
-        return _classify(self, images, names, top_k)
+        return classify_images(self, images, names, top_k)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Scores for float32 N×C×H×W, in eval mode (restored to what it was after)."""

@@ -191,6 +191,10 @@ def load_source(path: Path, weights: str = "best", seed: int = 0, input: str | N
         if init_from is not None:
             raise OptionError.at(None, "--init-from", f"{path} is a run directory, which exports its own weights",
                                  "--init-from torchvision:NAME is for a spec")
+        for option, given in (("--input", input), ("--set", set_vars)):
+            if given:  # a run's model is the one it trained: its size and vars are its own
+                raise OptionError.at(None, option, f"{path} is a run directory, whose model keeps the input and "
+                                     "vars it was trained with", f"{option} is for a spec")
         run = load_run(path, weights)
         return Source(run.model, run.card, run, spec=run.spec)
     spec = netspec.load(path, overrides=set_vars or [], input=input)

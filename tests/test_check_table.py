@@ -99,6 +99,11 @@ def test_depth_0_rows_add_up_to_the_totals(cli):
     assert [r["layer"] for r in rows][:2] == ["stem ▸", "bottleneck×3 ▸"]
 
 
+def test_depth_with_json_is_refused_rather_than_ignored(cli):
+    result = cli("check", TORCHVISION / "resnet50.yaml", "--json", "--depth", "1")
+    assert result.code == 2 and "--depth" in result.err and "--json" in result.err and result.out == ""
+
+
 BRANCHES = """name: branches
 input: [3, 8, 8]
 layers:

@@ -160,6 +160,22 @@ def test_large_models_get_a_correctly_referenced_data_file(tmp_path, monkeypatch
     assert out.shape == (2, 10)
 
 
+def test_a_stale_data_file_beside_the_target_is_not_reported_as_the_models(tmp_path, monkeypatch):
+    """An earlier large export left `<name>.onnx.data`; a small re-export must not claim it."""
+    target = tmp_path / "lenet.onnx"
+    with monkeypatch.context() as patched:
+        patched.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 0)
+        assert export_onnx(load_source(SPECS / "lenet.yaml"), target).data_file is not None
+    report = export_onnx(load_source(SPECS / "lenet.yaml"), target)
+    assert report.data_file is None
+    assert not any(init.data_location == onnx.TensorProto.EXTERNAL
+                   for init in onnx.load(str(target), load_external_data=False).graph.initializer)
+    lines = report.lines()
+    assert not any(".data" in line for line in lines if line.startswith("wrote"))
+    assert any("lenet.onnx.data beside the model is not part of it" in line for line in lines)
+    assert (tmp_path / "lenet.onnx.data").exists()  # someone else's file is not deleted
+
+
 def test_bench_compares_eager_and_onnxruntime(cli):
     result = cli("bench", SPECS / "lenet.yaml", "--batch", "1,8", "--seconds", "0.2", "--threads", "1")
     assert result.code == 0, result.err
@@ -173,3 +189,15 @@ def test_a_fixed_batch_larger_than_the_data_exports_and_benches(digits_run, tmp_
     result = cli("bench", tmp_path / "b512.onnx", "--batch", "1", "--seconds", "0.1")
     assert result.code == 0, result.err
     assert cli("bench", tmp_path / "b512.onnx", "--batch", "-1").code == 2
+
+
+@pytest.mark.parametrize("command, option", [("export", ["--input", "1x32x32"]), ("export", ["--set", "classes=3"]),
+                                             ("bench", ["--input", "1x32x32"])])
+def test_a_run_directory_refuses_size_and_var_overrides_instead_of_ignoring_them(command, option, digits_run,
+                                                                                  tmp_path, cli):
+    """The run's model keeps the size it was trained at: an override it would silently drop is refused."""
+    extra = ["--onnx", "-o", tmp_path / "x.onnx"] if command == "export" else ["--seconds", "0.1"]
+    result = cli(command, digits_run, *option, *extra)
+    assert result.code == 2 and option[0] in result.err and "run directory" in result.err
+    assert len(result.err.strip().splitlines()) <= 2 and "Traceback" not in result.err
+    assert not (tmp_path / "x.onnx").exists()

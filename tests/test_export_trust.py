@@ -18,6 +18,7 @@ from onnx import version_converter
 from torch import nn
 
 import netspec.exporters.onnx as onnx_export
+import netspec.exporters.opset as opset_module
 from netspec.errors import ExportError
 from netspec.exporters.ceil_pool import FloorAvgPool, FloorMaxPool, lowered_ceil_pools
 from netspec.exporters.onnx import Source, export_onnx, load_source
@@ -85,6 +86,48 @@ def test_the_printed_opset_is_the_files(opset, tmp_path, cli):
     onnx.checker.check_model(str(target), full_check=True)
 
 
+@pytest.mark.parametrize("opset", [14, 17])
+def test_a_global_pool_exports_below_opset_18_with_its_values(opset, tmp_path, cli):
+    """torch writes a global average pool as ReduceMean with opset 18's `axes` input and
+    noop_with_empty_axes; below 18 the file must carry neither, and still give PyTorch's numbers."""
+    spec = write_spec(tmp_path, "gap", """\
+        input: [3, 12, 12]
+        layers:
+          - conv: {out: 8, kernel: 3}
+          - relu
+          - global_avgpool
+          - flatten
+          - linear: 5
+        """)
+    target = tmp_path / "gap.onnx"
+    result = cli("export", spec, "--onnx", "--opset", opset, "-o", target)
+    assert result.code == 0, result.err
+    model = onnx.load(str(target))
+    assert file_opset(target) == opset
+    means = [n for n in model.graph.node if n.op_type == "ReduceMean"]
+    assert means and all(len(n.input) == 1 and "noop_with_empty_axes" not in [a.name for a in n.attribute]
+                         for n in means)
+    onnx.checker.check_model(str(target), full_check=True)
+    source = load_source(spec)
+    x = torch.randn(3, 3, 12, 12)
+    with torch.no_grad():
+        expected = source.model.eval()(x).numpy()
+    assert np.abs(OnnxModel(target).run(x.numpy()) - expected).max() < 1e-5
+
+
+def test_a_reduction_that_is_the_identity_on_empty_axes_stays_at_opset_18():
+    """noop_with_empty_axes = 1 has no opset-17 form: refused naming the operator, not silently changed."""
+    from onnx import helper
+
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3])
+    node = helper.make_node("ReduceMax", ["x"], ["y"], noop_with_empty_axes=1)
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ExportError) as info:
+        opset_module._drop_noop_with_empty_axes(model, 17)
+    assert "below opset 18" in info.value.format() and "ReduceMax" in info.value.format()
+
+
 def test_an_exporter_that_keeps_another_opset_is_caught(tmp_path, monkeypatch):
     """torch's exporter keeps 18 when its own conversion fails: netspec reads the file, not the flag."""
     real = onnx_export._torch_export
@@ -100,8 +143,8 @@ def test_the_range_is_torchs_own():
     from torch.onnx import _constants
     from torch.onnx._internal.exporter import _constants as exporter_constants
 
-    assert onnx_export.MAX_OPSET == _constants.ONNX_MAX_OPSET
-    assert onnx_export.EXPORTER_OPSET == exporter_constants.TORCHLIB_OPSET
+    assert opset_module.MAX_OPSET == _constants.ONNX_MAX_OPSET
+    assert opset_module.EXPORTER_OPSET == exporter_constants.TORCHLIB_OPSET
 
 
 # --- item 2: parity figures ---------------------------------------------------------------------
