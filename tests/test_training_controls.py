@@ -120,6 +120,22 @@ def test_a_resumed_run_continues_the_patience_count(tmp_path):
     assert len(jsonl(out / "metrics.jsonl")) == 4
 
 
+def test_resuming_a_run_that_stopped_early_with_new_settings_rewrites_nothing(tmp_path):
+    """Nothing trains, so config.json keeps the plan the run had and resumes.jsonl records no change."""
+    spec, out = spec_file(tmp_path), tmp_path / "run"
+    run_quietly(spec, {"data": "digits", "epochs": 8, "batch_size": 128, "lr": FROZEN, "patience": 2}, out)
+    config = (out / "config.json").read_bytes()
+    assert json.loads(config)["train"]["epochs"] == 8 and len(jsonl(out / "metrics.jsonl")) == 3
+    again = run_quietly(spec, {"epochs": 20}, out, resume=True)
+    assert "already stopped early after epoch 3" in again and "changed on resume" not in again
+    assert f"resuming {out} from" not in again
+    assert (out / "config.json").read_bytes() == config and not (out / "resumes.jsonl").exists()
+    assert len(jsonl(out / "metrics.jsonl")) == 3
+    trained = run_quietly(spec, {"epochs": 20, "patience": 0}, out, resume=True)  # a larger patience trains on
+    assert "changed on resume" in trained and json.loads((out / "config.json").read_text())["train"]["epochs"] == 20
+    assert len(jsonl(out / "resumes.jsonl")) == 1 and len(jsonl(out / "metrics.jsonl")) == 20
+
+
 def gradient_norms(tmp_path: Path, clip: float | None) -> list[float]:
     """The total gradient norm each optimiser step of a short run sees."""
     settings = {"data": "digits", "epochs": 1, "batch_size": 128, "lr": 0.01,
@@ -148,3 +164,43 @@ def test_clip_grad_bounds_the_gradient_norm_of_every_step(tmp_path):
     assert min(unclipped) > limit  # the limit binds on every step
     assert max(clipped) <= limit * (1 + 1e-5)
     assert min(clipped) > limit * 0.99  # clipped to the limit, not zeroed
+
+
+def loss_scaled_run(spec: Path, out: Path, epochs: int, resume: bool = False) -> dict:
+    """A run whose steps go through a GradScaler, as `--amp fp16` does on CUDA (here the CPU
+    scaler on float32, growing ×2 every 2 steps); returns the scaler's state at the end."""
+    settings = {"epochs": epochs} if resume else {"data": "digits", "epochs": epochs, "batch_size": 128}
+    setup = prepare(spec, settings, [], out, resume, None, Progress(enabled=False))
+    try:
+        trainer = Trainer(setup)
+        trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8, growth_interval=2)
+        trainer.run()
+    finally:
+        setup.release()
+    return trainer.scaler.state_dict()
+
+
+def test_a_resumed_fp16_run_keeps_its_loss_scale(tmp_path):
+    """The loss scale travels in the checkpoint: resumed, it goes on as if never interrupted
+    (restarted, it would begin again at its initial scale)."""
+    spec = spec_file(tmp_path)
+    straight = loss_scaled_run(spec, tmp_path / "straight", epochs=2)
+    first = loss_scaled_run(spec, tmp_path / "run", epochs=1)
+    counters = load_state(tmp_path / "run" / read_metadata(tmp_path / "run" / "last.safetensors")["state"])[2]
+    assert counters["grad_scaler"] == {"scale": first["scale"], "growth_tracker": first["_growth_tracker"]}
+    assert first["scale"] > 2.0**8  # it grew during the first epoch
+    resumed = loss_scaled_run(spec, tmp_path / "run", epochs=2, resume=True)
+    assert (resumed["scale"], resumed["_growth_tracker"]) == (straight["scale"], straight["_growth_tracker"])
+
+
+@pytest.mark.parametrize("record", [{"scale": -1.0, "growth_tracker": 0}, {"scale": float("nan"), "growth_tracker": 0},
+                                    {"scale": 1.0, "growth_tracker": -3}, {"scale": 1.0}, [1, 2]])
+def test_a_damaged_loss_scale_record_is_refused(record, tmp_path):
+    from netspec.errors import NetspecError
+    from netspec.train.checkpoint import check_counters
+
+    counters = {"epoch": 1, "step": 3, "global_step": 3, "best_val_acc": 0.0, "steps_per_epoch": 12,
+                "totals": {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}, "grad_scaler": record}
+    with pytest.raises(NetspecError) as info:
+        check_counters(counters, tmp_path / "state.safetensors")
+    assert "grad_scaler" in str(info.value.format())

@@ -292,6 +292,13 @@ def check_counters(counters: Any, path: Path) -> dict[str, Any]:
     if not _is_int(best_epoch) or best_epoch > checked["epoch"]:
         raise damaged(path, "its counters `best_epoch` is not a non-negative integer up to `epoch`")
     checked["best_epoch"] = best_epoch
+    scaler = counters.get("grad_scaler")  # fp16 AMP's loss scale (netspec/train/controls.py); absent otherwise
+    if scaler is not None:
+        if not (isinstance(scaler, dict) and _is_number(scaler.get("scale")) and scaler["scale"] > 0
+                and _is_int(scaler.get("growth_tracker"))):
+            raise damaged(path, "its counters `grad_scaler` is not {scale: a positive number, growth_tracker: "
+                          "a non-negative integer}")
+        checked["grad_scaler"] = {"scale": float(scaler["scale"]), "growth_tracker": scaler["growth_tracker"]}
     return checked
 
 

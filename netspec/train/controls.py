@@ -34,3 +34,20 @@ def clip_gradients(optimizer: torch.optim.Optimizer, max_norm: float | None, sca
         scaler.unscale_(optimizer)
     parameters = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+
+
+def scaler_counters(scaler) -> dict | None:
+    """What fp16's GradScaler carries across a resume: its loss scale and the steps since it last
+    changed, as plain numbers for the trainer state's counters (None without an active scaler).
+    Restarted at 65,536 instead, a resumed run would skip steps on overflow until the scale fell back."""
+    state = scaler.state_dict() if scaler is not None else {}
+    if not state:  # no scaler, or a disabled one
+        return None
+    return {"scale": float(state["scale"]), "growth_tracker": int(state["_growth_tracker"])}
+
+
+def restore_scaler(scaler, record: dict | None) -> None:
+    """Give `scaler` the scale and growth count a checkpoint saved (checked by checkpoint.check_counters)."""
+    state = scaler.state_dict() if scaler is not None else {}
+    if state and record is not None:
+        scaler.load_state_dict({**state, "scale": record["scale"], "_growth_tracker": record["growth_tracker"]})

@@ -25,7 +25,7 @@ from netspec.errors import OptionError, RunError, RunStopped
 from netspec.progress import Progress, plural
 from netspec.train import checkpoint as ckpt
 from netspec.train.config import TrainConfig, check_processes
-from netspec.train.controls import clip_gradients, early_stop_reason
+from netspec.train.controls import clip_gradients, early_stop_reason, restore_scaler, scaler_counters
 from netspec.train.loggers import RunLog
 from netspec.train.metrics import accuracy, per_class_accuracy, per_class_table, plot_curves, read_jsonl, validate_top5
 from netspec.train.schedule import learning_rate
@@ -107,8 +107,9 @@ class Trainer:
             self.restore(self.target.resume_from)
             self.stopped_early = self.early_stop(self.position.epoch - 1)
             if self.position.epoch > self.config.epochs or self.stopped_early:
-                self.complete_finished_run()
+                self.complete_finished_run()  # nothing trains: config.json and resumes.jsonl stay as they were
                 return
+            self.announce_resume(self.target.resume_from)
         previous = self._install_signal_handlers()  # before the banner: a Ctrl-C right after it saves the run
         self.say(self.banner(self.steps))
         try:
@@ -302,6 +303,8 @@ class Trainer:
         counters = {"epoch": p.epoch, "step": p.step, "global_step": p.global_step, "best_val_acc": p.best_val_acc,
                     "totals": vars(p.totals), "steps_per_epoch": self.steps, "epoch_ended": p.ended,
                     "best_epoch": p.best_epoch}
+        if (scaler := scaler_counters(self.scaler)) is not None:
+            counters["grad_scaler"] = scaler
         state_name = f"state-{p.global_step:09d}.safetensors"
         ckpt.save_state(self.run_dir / state_name, self.optimizer, self._rng_states(), counters)
         meta = {**self.card.checkpoint_metadata(), "epoch": p.epoch, "step": p.step, "state": state_name,
@@ -335,12 +338,16 @@ class Trainer:
         if found.note:
             self.say(found.note)
         found.apply(self.bare_model, self.optimizer, self.augment_rng)
+        restore_scaler(self.scaler, counters.get("grad_scaler"))
         self.position = p
         self.log.restore(p.epoch, p.global_step)
-        if p.epoch <= self.config.epochs:
-            where = f"epoch {p.epoch}, step {p.step}/{self.steps}" if p.step else f"the start of epoch {p.epoch}"
-            end = " (all its steps are done: its validation follows)" if p.step == self.steps else ""
-            self.say(f"resuming {run_dir} from {where}{end}")
+
+    def announce_resume(self, run_dir: Path) -> None:
+        """Where training goes on from, and what this resume changes (only for a run that trains on)."""
+        p = self.position
+        where = f"epoch {p.epoch}, step {p.step}/{self.steps}" if p.step else f"the start of epoch {p.epoch}"
+        end = " (all its steps are done: its validation follows)" if p.step == self.steps else ""
+        self.say(f"resuming {run_dir} from {where}{end}")
         if self.target.resumed is not None:
             self.record_resume(run_dir, p)
 
