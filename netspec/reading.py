@@ -176,6 +176,9 @@ class IncludeSources:
         self.files = 0
         self.bytes = 0
         self.exhausted = False
+        # (the including file as the loader named it, the name it includes) → (resolved file, its text as
+        # read): what the spec was built from, so a run's copy inlines these texts without reading again
+        self.read: dict[tuple[str, str], tuple[Path, str]] = {}
 
     def admit(self, including: Path, name: str, stack: tuple) -> tuple[Path | None, tuple | None]:
         """(the resolved file to read, None), or (None, (message, hint)) for a refused include."""

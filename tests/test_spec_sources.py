@@ -304,3 +304,48 @@ def test_input_option_errors_name_the_option(cli, value, message):
     result = cli("check", ROOT / "specs" / "lenet.yaml", "--input", value)
     assert result.code == 2 and "Traceback" not in result.err
     assert "--input" in result.err and message in result.err and "\x1b" not in result.err
+
+
+# -- the run's copy of a spec with includes ------------------------------------------------------
+
+NESTED_MAIN = """name: nested
+input: [3, 8, 8]
+include: [blocks/wide.yaml]
+layers:
+  - wide
+  - narrow
+  - global_avgpool
+  - flatten
+  - linear: 4
+"""
+NESTED_WIDE = "include: [narrow.yaml]\nblocks:\n  wide:\n    layers: [conv: {out: 16, kernel: 3, padding: 1}, relu]\n"
+NESTED_NARROW = "blocks:\n  narrow:\n    layers: [conv: {out: 8, kernel: 1}, relu]\n"
+
+
+def test_the_runs_spec_copy_is_what_was_loaded_not_what_the_files_say_later(tmp_path):
+    """write_spec_copy inlines the texts the loader read: files changed (or swapped) after loading
+    do not reach the copy, and the copy stands alone in another folder."""
+    from netspec.train.rundir import write_spec_copy
+
+    project = tmp_path / "project"
+    (project / "blocks").mkdir(parents=True)
+    (project / "netspec.toml").write_text("")
+    (project / "main.yaml").write_text(NESTED_MAIN)
+    (project / "blocks" / "wide.yaml").write_text(NESTED_WIDE)
+    (project / "blocks" / "narrow.yaml").write_text(NESTED_NARROW)
+    spec = netspec.load(project / "main.yaml")
+    trained = netspec.check(spec)
+    # after loading: every file rewritten, one of them into a link out of the project
+    (project / "main.yaml").write_text(NESTED_MAIN.replace("linear: 4", "linear: 9"))
+    (project / "blocks" / "wide.yaml").write_text(NESTED_WIDE.replace("out: 16", "out: 64"))
+    (tmp_path / "outside.yaml").write_text(NESTED_NARROW.replace("out: 8", "out: 32"))
+    (project / "blocks" / "narrow.yaml").unlink()
+    (project / "blocks" / "narrow.yaml").symlink_to(tmp_path / "outside.yaml")
+    run = tmp_path / "elsewhere" / "run"
+    run.mkdir(parents=True)
+    write_spec_copy(run, spec)
+    copy = (run / "spec.yaml").read_text()
+    assert "include" not in copy.split("\n", 1)[1]
+    copied = netspec.check(netspec.load(run / "spec.yaml"))
+    assert (copied.params, copied.macs, copied.output) == (trained.params, trained.macs, trained.output)
+    assert copied.output == (4,)

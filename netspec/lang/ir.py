@@ -300,6 +300,8 @@ class Spec:
     input_mark: Mark | None = None
     symbols: list[str] = field(default_factory=list)
     init: dict = field(default_factory=dict)  # layer type → netspec.lang.init.Rule
+    # what `include:` read: (including file, name) → (resolved file, text); see netspec.reading.IncludeSources
+    included: dict = field(default_factory=dict, repr=False)
 
     @property
     def sha256(self) -> str:

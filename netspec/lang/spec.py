@@ -125,7 +125,7 @@ def _load_tree(root: Any, text: str, display: str, path: Path, overrides, input_
     if diagnostics:
         raise SpecError(diagnostics)
     return Spec(header.name, dims, top, path, text, values, header.train, header.labels,
-                root.value_marks.get("input"), symbols, header.init or {})
+                root.value_marks.get("input"), symbols, header.init or {}, included=sources.read)
 
 
 # -- blocks and include ---------------------------------------------------------------------------
@@ -142,7 +142,7 @@ def _collect_blocks(root: YMap, header: SpecFile, path: Path, sources: IncludeSo
             continue
         if target is None:  # the include budget ran out earlier: that was reported once
             continue
-        sub_root = _read_include(target, name, mark, f"include[{i}]", sources, diagnostics)
+        sub_root = _read_include(target, (path, name), mark, f"include[{i}]", sources, diagnostics)
         if sub_root is _UNREAD:
             continue
         sub_header = validate(_IncludedFile, sub_root, "", getattr(sub_root, "mark", mark), diagnostics) \
@@ -180,9 +180,10 @@ def _collect_blocks(root: YMap, header: SpecFile, path: Path, sources: IncludeSo
 _UNREAD = object()
 
 
-def _read_include(target: Path, name: str, mark: Mark, where: str, sources: IncludeSources,
+def _read_include(target: Path, named: tuple[Path, str], mark: Mark, where: str, sources: IncludeSources,
                   diagnostics: list[Diagnostic]) -> Any:
-    """The parsed tree of an admitted include, or _UNREAD after reporting why not.
+    """The parsed tree of an admitted include (`named`: the including file and the name it gives),
+    or _UNREAD after reporting why not; the text read is kept in `sources.read`.
 
     Problems with the file as a whole are reported at `mark` (the include line); problems
     inside it (bad YAML, control characters) where they are in it."""
@@ -192,9 +193,10 @@ def _read_include(target: Path, name: str, mark: Mark, where: str, sources: Incl
         if problem is not None:
             diagnostics.append(Diagnostic(mark, where, *problem))
             return _UNREAD
+        sources.read[(str(named[0]), named[1])] = (target, text)
         return parse_yaml(text, shorten_name(_display_path(target)))
     except UnreadableSource as e:
-        diagnostics.append(Diagnostic(mark, where, f"`{shorten_name(name)}`: {e.reason}", e.hint))
+        diagnostics.append(Diagnostic(mark, where, f"`{shorten_name(named[1])}`: {e.reason}", e.hint))
     except SpecError as e:
         diagnostics += [d if d.mark else Diagnostic(mark, where, d.message) for d in e.diagnostics]
     return _UNREAD

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from netspec.errors import NetspecError, RunError
-from netspec.lang.source import YMap, YSeq, load_yaml_file
+from netspec.lang.source import YMap, YSeq
 from netspec.lang.spec import Spec, load
 from netspec.train.checkpoint import atomic_write_text, damaged, open_regular, read_metadata, remove_stale_temporaries
 from netspec.train.config import TrainConfig
@@ -120,12 +120,14 @@ def unfinished_since(run_dir: Path) -> int | None:
 
 
 def write_spec_copy(run_dir: Path, spec: Spec) -> None:
-    """The spec as trained; a spec with `include:` gets its blocks inlined so the copy stands alone."""
+    """The spec as trained: the text it was loaded from, and a spec with `include:` gets the blocks
+    of the texts its includes were read from inlined (nothing is read again), so the copy stands alone."""
+    from netspec.lang.source import parse_yaml
+
     text = spec.text
-    if spec.path is not None and spec.path.exists():
-        root = load_yaml_file(spec.path)
-        if isinstance(root, YMap) and root.get("include"):
-            text = _inline_includes(root, spec.path)
+    root = parse_yaml(text) if spec.included else None
+    if isinstance(root, YMap) and root.get("include"):
+        text = _inline_includes(root, spec.path, spec.included)
     atomic_write_text(run_dir / "spec.yaml", without_editor_schema(text))
 
 
@@ -149,27 +151,33 @@ def without_editor_schema(text: str) -> str:
     return text
 
 
-def _inline_includes(root: YMap, path: Path) -> str:
+def _inline_includes(root: YMap, path: Path, read: dict) -> str:
     import io
 
     from ruamel.yaml import YAML
 
-    blocks: dict[str, Any] = {}
-    for name in root.get("include", []):
-        included = load_yaml_file(path.parent / name)
-        sub = _plain(included)
-        if isinstance(sub, dict) and sub.get("include"):
-            text = _inline_includes(included, path.parent / name)
-            from netspec.lang.source import parse_yaml
-            sub = _plain(parse_yaml(text))
-        blocks.update((sub or {}).get("blocks", {}))
     data = _plain(root)
     data.pop("include")
-    data["blocks"] = {**blocks, **data.get("blocks", {})}
+    data["blocks"] = {**_included_blocks(root, path, read), **data.get("blocks", {})}
     stream = io.StringIO()
     stream.write(f"# {path.name} with its includes inlined by netspec\n")
     YAML().dump(data, stream)
     return stream.getvalue()
+
+
+def _included_blocks(root: YMap, including: Path, read: dict) -> dict[str, Any]:
+    """The blocks `root`'s includes give, as the loader merged them: each file's own blocks over
+    those of its includes, from the texts the loader read (`read`, keyed as the loader keyed it)."""
+    from netspec.lang.source import parse_yaml
+
+    blocks: dict[str, Any] = {}
+    for name in root.get("include", []):
+        target, text = read[(str(including), name)]
+        sub = parse_yaml(text, target.name)
+        if isinstance(sub, YMap) and sub.get("include"):
+            blocks.update(_included_blocks(sub, target, read))
+        blocks.update((_plain(sub) or {}).get("blocks", {}))
+    return blocks
 
 
 def _plain(value):
