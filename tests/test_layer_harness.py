@@ -74,3 +74,29 @@ def test_static_macs_equal_torch_flop_counter(kind):
 
 def test_every_kind_is_exercised():
     assert {k for k in KINDS if KINDS[k].example} == set(KINDS)
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTRY))
+def test_init_rules_reach_every_parameter_of_a_layer_that_has_them(kind):
+    """A layer whose module owns parameters takes `init:` rules by its type, and the rule reaches each
+    of them: biases the bias initializer, every other parameter the weight initializer."""
+    from netspec.lang.init import weighted_kinds
+
+    text = example_spec(REGISTRY[kind])
+    plain = netspec.loads(text, f"{kind}.yaml")
+    _, modules = compile_model(plain, netspec.check(plain))
+    own = [m for node, m in modules.items() if node.kind == kind]
+    owns_parameters = any(True for m in own for _ in m.parameters())
+    assert (kind in weighted_kinds()) == owns_parameters
+    if not owns_parameters:
+        return
+    rule = f"init:\n  {kind}: {{weight: {{constant: {{value: 0.25}}}}, bias: {{constant: {{value: -0.5}}}}}}\n"
+    spec = netspec.loads(text.replace("layers:\n", rule + "layers:\n", 1), f"{kind}.yaml")
+    _, modules = compile_model(spec, netspec.check(spec))
+    for node, module in modules.items():
+        if node.kind != kind:
+            continue
+        for sub in module.modules():
+            for name, parameter in sub.named_parameters(recurse=False):
+                expected = -0.5 if name == "bias" or name.endswith("_bias") else 0.25
+                assert torch.all(parameter == expected), f"{kind}: {type(sub).__name__}.{name}"

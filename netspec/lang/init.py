@@ -187,14 +187,16 @@ def looks_like_kind_rules(value: Any) -> bool:
 
 
 def apply_rule(module, rule: Rule) -> None:
-    """Apply `rule` to every parameterised submodule of one layer's module (se has two linears)."""
+    """Apply `rule` to every parameter of one layer's module and its submodules (se has two
+    linears): those named `bias` or `*_bias` take the bias initializer, every other one the weight
+    initializer (`weight`, attention's `in_proj_weight`, a class token, a position embedding, a
+    layer scale's γ)."""
     for sub in module.modules():
-        weight = getattr(sub, "weight", None)
-        bias = getattr(sub, "bias", None)
-        if rule.weight is not None and weight is not None:
-            if weight.dim() < rule.weight.min_dims:
-                raise ValueError(f"`{rule.weight.name}` needs a weight with ≥ 2 dimensions, "
-                                 f"{type(sub).__name__}.weight has shape {tuple(weight.shape)}")
-            rule.weight.apply(weight.data)
-        if rule.bias is not None and bias is not None:
-            rule.bias.apply(bias.data)
+        for name, parameter in sub.named_parameters(recurse=False):
+            initializer = rule.bias if name == "bias" or name.endswith("_bias") else rule.weight
+            if initializer is None:
+                continue
+            if parameter.dim() < initializer.min_dims:
+                raise ValueError(f"`{initializer.name}` needs a weight with ≥ 2 dimensions, "
+                                 f"{type(sub).__name__}.{name} has shape {tuple(parameter.shape)}")
+            initializer.apply(parameter.data)

@@ -119,6 +119,7 @@ class StochasticDepth(Layer):
 @register
 class LayerScale(Layer):
     kind = "layer_scale"
+    has_weights = True
     primary = "value"
     torch_equivalent = "ConvNeXt's CNBlock.layer_scale: nn.Parameter(torch.ones(C, 1, 1) * value) · x"
     summary = "Multiplies each channel by a learnable scale γ, initially `value` (ConvNeXt's layer scale)."

@@ -55,6 +55,7 @@ class Tokens(Layer):
 @register
 class ClassToken(Layer):
     kind = "class_token"
+    has_weights = True
     torch_equivalent = "torch.cat([class_token.expand(N, -1, -1), x], dim=1) (torchvision ViT's class_token)"
     summary = "Prepends a learnable 1×D class token to the sequence (initialised to zeros)."
     formula_doc = "L_out = L + 1; params = D"
@@ -74,6 +75,7 @@ class ClassToken(Layer):
 @register
 class PosEmbedding(Layer):
     kind = "pos_embedding"
+    has_weights = True
     torch_equivalent = "x + pos_embedding, a 1×L×D nn.Parameter (torchvision ViT's encoder.pos_embedding)"
     summary = "Adds a learned position embedding, one D-vector per token; L follows the input size."
     formula_doc = "shape unchanged; params = L·D (normal, std 0.02, as torchvision)"
@@ -94,6 +96,7 @@ class PosEmbedding(Layer):
 @register
 class Attention(Layer):
     kind = "attention"
+    has_weights = True
     primary = "heads"
     torch_equivalent = "torch.nn.MultiheadAttention(D, heads, batch_first=True)(x, x, x, need_weights=False)[0]"
     summary = "Multi-head self-attention over an L×D token sequence."

@@ -283,9 +283,10 @@ layers:
 
 
 def init_section() -> list[str]:
-    from netspec.lang.init import INITIALIZERS
+    from netspec.lang.init import INITIALIZERS, weighted_kinds
 
     names = ", ".join(f"`{name}`" for name in INITIALIZERS)
+    kinds = ", ".join(sorted(weighted_kinds()))
     out = [
         "## `init:`",
         "",
@@ -294,13 +295,18 @@ def init_section() -> list[str]:
         "the weight, or `{weight: …, bias: …}`; an **initializer** is a name, or a one-key mapping "
         f"with its arguments (defaults are `torch.nn.init`'s): {names}.",
         "",
-        "- top-level `init:` maps layer types with weights (conv, linear, bn, ln, gn, se) to rules;",
+        f"- top-level `init:` maps layer types with weights ({kinds}) to rules;",
         "- `init:` on a layer node is a rule for that layer;",
         "- `init:` on a block, macro or repeated node maps layer types to rules for the layers inside it.",
         "",
         "The innermost setting wins. `kaiming_*`, `xavier_*` and `orthogonal` need a weight with at "
         "least two dimensions (conv, linear), so using them on `bn` is an error at build time, pointing "
         "at the node. Unset layers keep PyTorch's defaults (BatchNorm: weight 1, bias 0).",
+        "",
+        "A rule's `weight` is every parameter of the layer that is not a bias: `attention`'s "
+        "`in_proj_weight` and `out_proj.weight`, the `class_token`, the `pos_embedding` table and "
+        "`layer_scale`'s γ; `bias` is every `bias` and `*_bias` (attention's `in_proj_bias` and "
+        "`out_proj.bias`).",
         "",
     ]
     out += _yaml_block(INIT_SPEC)
