@@ -354,23 +354,14 @@ class Trainer:
     def record_resume(self, run_dir: Path, p: Position) -> None:
         """Print what this resume changes, and the learning-rate jump a new --epochs makes; keep
         both in the run directory."""
-        from netspec.train.resume import change_lines, lr_jump, record_resume
+        from netspec.train.resume import record_resume, resume_notes
 
-        resumed, config = self.target.resumed, self.config
-        lines = change_lines(resumed)
-        if lines:
-            self.say("changed on resume (config.json rewritten; resumes.jsonl keeps each change):\n"
-                     + "\n".join(f"  {line}" for line in lines))
-        jump = lr_jump(resumed.saved_config, config, p.global_step, self.steps) if "epochs" in resumed.changes else None
-        if jump is not None:
-            planned = resumed.saved_config.epochs
-            source = "the last rate of" if p.global_step >= planned * self.steps else "from"
-            self.say(f"note: the {config.schedule} schedule is re-planned for {plural(config.epochs, 'epoch')}: "
-                     f"learning rate at step {p.global_step + 1}: {jump[0]:.4g} → {jump[1]:.4g} ({source} the "
-                     f"{planned}-epoch plan)")
+        notes, jump = resume_notes(self.target.resumed, self.config, p.global_step, self.steps)
+        for note in notes:
+            self.say(note)
         if self.process.is_main:
-            record_resume(run_dir, resumed, config, {"epoch": p.epoch, "step": p.step, "global_step": p.global_step},
-                          jump)
+            record_resume(run_dir, self.target.resumed, self.config,
+                          {"epoch": p.epoch, "step": p.step, "global_step": p.global_step}, jump)
 
     # -- stopping -------------------------------------------------------------------------------
     def diverged(self, value: float) -> None:

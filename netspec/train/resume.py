@@ -259,6 +259,23 @@ def check_epochs(run_dir: Path, epochs: int, epoch: int, step: int) -> None:
                            f"--epochs {epochs} would end it before that", f"give --epochs {needed} or more")
 
 
+def resume_notes(resumed: Resumed, config: TrainConfig, global_step: int, steps_per_epoch: int):
+    """(what to print, the learning-rate jump or None): the settings this resume changes, and the
+    jump a new --epochs makes in a schedule that depends on the length."""
+    notes, lines = [], change_lines(resumed)
+    if lines:
+        notes.append("changed on resume (config.json rewritten; resumes.jsonl keeps each change):\n"
+                     + "\n".join(f"  {line}" for line in lines))
+    saved = resumed.saved_config
+    jump = lr_jump(saved, config, global_step, steps_per_epoch) if "epochs" in resumed.changes else None
+    if jump is not None:
+        source = "the last rate of" if global_step >= saved.epochs * steps_per_epoch else "from"
+        notes.append(f"note: the {config.schedule} schedule is re-planned for {plural(config.epochs, 'epoch')}: "
+                     f"learning rate at step {global_step + 1}: {jump[0]:.4g} → {jump[1]:.4g} ({source} the "
+                     f"{saved.epochs}-epoch plan)")
+    return notes, jump
+
+
 def lr_jump(saved: TrainConfig, config: TrainConfig, global_step: int, steps_per_epoch: int):
     """(old, new) learning rate of the next step when a new length re-plans the schedule and
     moves it; None if it does not (`none`, `step`, `warmup` do not depend on the length). The old
