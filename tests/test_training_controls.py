@@ -204,3 +204,31 @@ def test_a_damaged_loss_scale_record_is_refused(record, tmp_path):
     with pytest.raises(NetspecError) as info:
         check_counters(counters, tmp_path / "state.safetensors")
     assert "grad_scaler" in str(info.value.format())
+
+
+def test_a_lower_patience_on_a_mid_epoch_resume_finishes_that_epoch_first(tmp_path, monkeypatch):
+    """Interrupted inside epoch 3, resumed with --patience 1: epoch 3 is completed (validated and
+    recorded), then the run stops — it does not stop at once with epoch 3 half trained."""
+    import signal
+
+    from netspec.errors import RunStopped
+
+    spec, out = spec_file(tmp_path), tmp_path / "run"
+    steps = {"n": 0}
+    real = Trainer.train_step
+
+    def train_step(self, *args):
+        steps["n"] += 1
+        if steps["n"] == 2 * 12 + 5:  # 12 steps an epoch (1,437 training images at batch 128)
+            signal.raise_signal(signal.SIGINT)
+        return real(self, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "train_step", train_step)
+        with pytest.raises(RunStopped):
+            run_quietly(spec, {"data": "digits", "epochs": 8, "batch_size": 128, "lr": FROZEN, "patience": 3}, out)
+    assert [r["epoch"] for r in jsonl(out / "metrics.jsonl")] == [1, 2]
+    printed = run_quietly(spec, {"patience": 1}, out, resume=True)
+    assert [r["epoch"] for r in jsonl(out / "metrics.jsonl")] == [1, 2, 3]
+    assert "stopped early after epoch 3" in printed.strip().splitlines()[-1]
+    assert read_metadata(out / "last.safetensors")["complete"] is True

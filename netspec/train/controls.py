@@ -5,7 +5,8 @@ Early stopping counts the epochs since the best validation accuracy (strictly be
 epoch before: the epoch best.safetensors holds). With patience N the run stops once N epochs
 in a row brought no better one: after epoch best + N. The best epoch is kept in the trainer
 state's counters, so a resumed run continues the count, and resuming a run that stopped early
-stops again at once unless a larger `--patience` (or 0: off) is given.
+stops again at once unless a larger `--patience` (or 0: off) is given. A run resumed in the middle
+of an epoch finishes that epoch before the count (with a patience changed on resume) can stop it.
 """
 
 from __future__ import annotations

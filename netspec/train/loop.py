@@ -105,7 +105,8 @@ class Trainer:
     def run(self) -> None:
         if self.target.resume_from is not None:
             self.restore(self.target.resume_from)
-            self.stopped_early = self.early_stop(self.position.epoch - 1)
+            if self.position.step == 0:  # mid-epoch, the epoch is finished first: patience counts at its end
+                self.stopped_early = self.early_stop(self.position.epoch - 1)
             if self.position.epoch > self.config.epochs or self.stopped_early:
                 self.complete_finished_run()  # nothing trains: config.json and resumes.jsonl stay as they were
                 return
