@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,13 +47,7 @@ class ExportReport(ParityFigures):
     bytes: int
     opset: int  # read back from the written file's opset_import
     batch: str
-    max_abs_diff: float
-    agreement: Agreement
-    real_samples: int = 0
-    real_max_abs_diff: float | None = None
-    real_agreement: Agreement | None = None
     data_file: Path | None = None
-    notes: list[str] = field(default_factory=list)  # e.g. why real-sample parity was skipped
     quantization: object = None  # netspec.exporters.quantize's report (with .lines()) when quantized
 
     @property
@@ -206,7 +200,8 @@ def verify(path: Path, source: Source, batch) -> ExportReport:
 
     runtime = OnnxModel(path, provider="cpu", torch_in_process=True)
     report = measure_parity(runtime, source, batch,
-                            lambda diff, agreement: ExportReport(path, 0, 0, str(batch), diff, agreement))
+                            lambda diff, agreement: ExportReport(path, 0, 0, str(batch), max_abs_diff=diff,
+                                                                  agreement=agreement))
     return _checked(report)
 
 

@@ -10,7 +10,8 @@ One figure per output kind, each a fraction of things that can agree, so it is n
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -67,13 +68,21 @@ class Agreement:
 PARITY_TOLERANCE = 1e-4  # the largest |exported − eager PyTorch| a kept file may show
 
 
+@dataclass(kw_only=True)
 class ParityFigures:
     """The parity figures every format's export report carries, and what they mean, held once.
 
-    A dataclass mixing this in declares `max_abs_diff`, `agreement`, `real_samples`,
-    `real_max_abs_diff` and `real_agreement`; `COMPARED` names the two sides of the difference."""
+    Keyword-only, so a format's report keeps its own fields first (`ExportReport(path, bytes, opset,
+    batch, max_abs_diff=…, agreement=…)`); `COMPARED` names the two sides of the difference."""
 
-    COMPARED = "exported − torch"
+    COMPARED: ClassVar[str] = "exported − torch"
+
+    max_abs_diff: float
+    agreement: Agreement
+    real_samples: int = 0
+    real_max_abs_diff: float | None = None
+    real_agreement: Agreement | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. why real-sample parity was skipped
 
     def parity_text(self) -> str:
         return f"max |{self.COMPARED}| = {self.max_abs_diff:.2e}, {self.agreement.text()}"

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from netspec.errors import ExportError, ModelFileError, OptionError, printable
-from netspec.exporters.parity import Agreement, ParityFigures
+from netspec.exporters.parity import ParityFigures
 from netspec.modelcard import ModelCard, input_size_problem
 from netspec.run import Source
 
@@ -41,12 +41,6 @@ class Pt2Report(ParityFigures):
     path: Path
     bytes: int
     batch: str
-    max_abs_diff: float
-    agreement: Agreement
-    real_samples: int = 0
-    real_max_abs_diff: float | None = None
-    real_agreement: Agreement | None = None
-    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         return [*(f"note: {note}" for note in self.notes),
@@ -155,7 +149,7 @@ def verify(path: Path, source: Source, batch) -> Pt2Report:
 
     batch = str(batch)
     report = measure_parity(Pt2Model(path, "cpu"), source, batch,
-                            lambda diff, agreement: Pt2Report(path, 0, batch, diff, agreement))
+                            lambda diff, agreement: Pt2Report(path, 0, batch, max_abs_diff=diff, agreement=agreement))
     return _checked(report)
 
 

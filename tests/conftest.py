@@ -60,6 +60,16 @@ def spec_files() -> list[Path]:
     return sorted(p for p in SPECS.rglob("*.yaml") if "blocks" not in p.relative_to(SPECS).parts)
 
 
+def lenet_digits_run(tmp_path_factory, folder: str, epochs: int) -> Path:
+    """specs/lenet.yaml trained on the digits for `epochs` into a new temporary folder: the real run
+    that module-scoped fixtures of the export, infer and bench tests share within their module."""
+    from netspec.train.loop import train
+
+    out = tmp_path_factory.mktemp(folder) / "lenet"
+    train(SPECS / "lenet.yaml", {"data": "digits", "epochs": epochs}, out=out)
+    return out
+
+
 @dataclass
 class CliResult:
     code: int

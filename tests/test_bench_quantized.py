@@ -12,17 +12,14 @@ import torch
 
 from netspec.exporters.runtime import gpu_present
 from netspec.run import load_source
-from netspec.train.loop import train
-from tests.conftest import SPECS
+from tests.conftest import SPECS, lenet_digits_run
 
 FAST = ("--batch", "1", "--seconds", "0.1", "--threads", "1")
 
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench-q") / "lenet"
-    train(SPECS / "lenet.yaml", {"data": "digits", "epochs": 3}, out=out)
-    return out
+    return lenet_digits_run(tmp_path_factory, "bench-q", 3)
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ from PIL import Image
 import netspec.exporters.onnx as onnx_export
 from netspec.errors import ExportError
 from netspec.exporters.onnx import export_onnx, load_source
-from netspec.train.loop import train
-from tests.conftest import SPECS, spec_files
+from tests.conftest import SPECS, lenet_digits_run, spec_files
 
 
 @pytest.mark.slow
@@ -29,9 +28,7 @@ def test_every_spec_exports_and_matches_pytorch(path, tmp_path):
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "lenet"
-    train(SPECS / "lenet.yaml", {"data": "digits", "epochs": 8}, out=out)
-    return out
+    return lenet_digits_run(tmp_path_factory, "export", 8)
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,7 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from netspec.train.loop import train
-from tests.conftest import ROOT, SPECS
+from tests.conftest import ROOT, lenet_digits_run
 
 CUDA = "CUDAExecutionProvider"
 
@@ -31,9 +30,7 @@ CUDA = "CUDAExecutionProvider"
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A real run of lenet (1×28×28 input, 10 classes) on digits, not exported yet."""
-    out = tmp_path_factory.mktemp("infer") / "lenet"
-    train(SPECS / "lenet.yaml", {"data": "digits", "epochs": 1}, out=out)
-    return out
+    return lenet_digits_run(tmp_path_factory, "infer", 1)
 
 
 @pytest.fixture(scope="module")

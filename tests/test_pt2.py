@@ -14,16 +14,13 @@ import torch
 from netspec.errors import ModelFileError
 from netspec.exporters import pt2
 from netspec.run import load_source
-from netspec.train.loop import train
-from tests.conftest import SPECS
+from tests.conftest import SPECS, lenet_digits_run
 from tests.test_export import write_digit_pngs
 
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pt2") / "lenet"
-    train(SPECS / "lenet.yaml", {"data": "digits", "epochs": 4}, out=out)
-    return out
+    return lenet_digits_run(tmp_path_factory, "pt2", 4)
 
 
 @pytest.fixture(scope="module")
