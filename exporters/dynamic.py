@@ -359,3 +359,27 @@ def _native_pool(pool):
             and all(k >= s for k, s in zip(pool.kernel, pool.stride)):
         return nn.MaxPool2d(pool.kernel, pool.stride, 0, 1, ceil_mode=True)
     return None
+
+
+def traceable_minimums(spec, dynamic: DynamicInput) -> dict[str, int]:
+    """Per symbol, the least allowed size at which every size in the network that depends on it is
+    at least 2. torch.export specialises sizes 0 and 1, so a program traced with a Dim whose range
+    lets an intermediate size reach 1 fails its guards (resnet18 at `3xHxW`: H, W ≥ 33, where
+    `check` allows H, W ≥ 1). A symbol whose sizes never reach 2 keeps its minimum (and the trace
+    then fails as before)."""
+    from netspec.shapes import symbolic as sym
+    from netspec.shapes.inference import Walker
+
+    report = Walker(spec).run()
+    dims = [d for row in report.rows if row.output is not None for d in row.output if sym.symbols(d)]
+    env = {rule.symbol: rule.min for rule in dynamic.rules}
+    for rule in dynamic.rules:
+        own = [d for d in dims if rule.symbol in sym.symbols(d)]
+
+        def traceable(n: int, rule=rule, own=own) -> bool:
+            size = rule.at_least(n)
+            return size is not None and all(sym.evaluate(d, {**env, rule.symbol: size}) >= 2 for d in own)
+
+        least = sym.smallest_satisfying(traceable, start=rule.min, limit=MAX_INPUT_SIDE)
+        env[rule.symbol] = rule.at_least(least) if least is not None else rule.min
+    return env

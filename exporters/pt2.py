@@ -56,16 +56,47 @@ def export(source: Source, out: Path, batch: int | None = None) -> Pt2Report:
     out = Path(out)
     shown = "dynamic" if batch is None else str(batch)
     shape = _check_input(source, batch)
+    try:
+        program, note = _trace(source, batch, shape), None
+    except ExportError:  # a dynamic range whose inner sizes can reach 1: traced again from where they cannot
+        source, note = _traceable_source(source)
+        if note is None:
+            raise
+        program = _trace(source, batch, _check_input(source, batch))
     scratch = _scratch_beside(out)
     try:
         staged = scratch / out.name
-        _save(_trace(source, batch, shape), staged, source)
+        _save(program, staged, source)
         report = verify(staged, source, shown)
         _move_into_place(scratch, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     report.path, report.bytes = out, out.stat().st_size
+    report.notes[:0] = [note] if note else []
     return report
+
+
+def _traceable_source(source: Source) -> tuple[Source, str | None]:
+    """`source` with its dynamic sizes' minimums raised to what torch.export can trace (every size
+    that depends on them ≥ 2: netspec.exporters.dynamic.traceable_minimums), so the file's card,
+    parity sizes and Dims all say the range the program takes, and a note; (source, None) when
+    nothing can be raised. Used only once a trace at check's own minimums has failed."""
+    import dataclasses
+
+    from netspec.exporters.dynamic import dynamic_input, from_card, traceable_minimums
+
+    dynamic = dynamic_input(source)
+    if dynamic is None or source.spec is None:
+        return source, None
+    minimums = traceable_minimums(source.spec, dynamic)
+    if all(minimums[rule.symbol] == rule.min for rule in dynamic.rules):
+        return source, None
+    record = {symbol: {**rule, "min": minimums[symbol]} for symbol, rule in source.card.input_constraints.items()}
+    raised = from_card(source.card.input_shape, record)
+    card = dataclasses.replace(source.card, input_constraints=record)
+    return dataclasses.replace(source, card=card), (
+        f"the .pt2 takes {raised.text()} (check allows {dynamic.text()}): torch.export specialises sizes 0 "
+        "and 1, so every size that depends on the input's is kept ≥ 2; smaller images are resized by infer")
 
 
 def _check_input(source: Source, batch: int | None) -> list[int]:

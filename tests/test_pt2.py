@@ -266,3 +266,42 @@ def test_a_symbolic_input_exports_dynamic_height_and_width(tmp_path):
         assert np.abs(model.run(x.numpy()) - expected).max() <= 1e-5
     with pytest.raises(ModelFileError, match="torch cannot run the program"):
         model.run(np.zeros((1, 3, 40, 40), np.float32))  # 40 is not a multiple of 16: torch's own check
+
+
+STRIDED = """name: strided
+input: [3, H, W]
+layers:
+  - conv: {out: 8, kernel: 3, stride: 2, padding: 1}
+  - relu
+  - conv: {out: 8, kernel: 3, stride: 2, padding: 1}
+  - global_avgpool
+  - flatten
+  - linear: 5
+"""
+
+
+def test_dynamic_sizes_whose_inner_sizes_reach_1_export_from_the_least_traceable_size(tmp_path, cli):
+    """check allows H, W ≥ 1 here, but torch.export cannot trace a range in which an inner size is 1:
+    the .pt2 takes the sizes at which every inner size is ≥ 2 — after two stride-2 convs,
+    (H − 1)//2 + 1 ≥ 3, so H ≥ 5 — and says so; its card makes infer resize smaller images."""
+    import netspec
+
+    spec = tmp_path / "strided.yaml"
+    spec.write_text(STRIDED)
+    assert "H ≥ 1" in cli("check", spec).out
+    result = cli("export", spec, "--format", "pt2", "-o", tmp_path / "strided.pt2")
+    assert result.code == 0, result.err
+    assert "the .pt2 takes H ≥ 5; W ≥ 5 (check allows H ≥ 1; W ≥ 1)" in result.out
+    model = pt2.load(tmp_path / "strided.pt2")
+    assert (model.card.input_constraints["H"]["min"], model.card.input_constraints["W"]["min"]) == (5, 5)
+    for height, width in ((5, 5), (7, 12), (64, 33)):
+        torch.manual_seed(0)
+        eager = netspec.build(netspec.load(spec, input=f"3x{height}x{width}")).eval()
+        x = torch.randn(2, 3, height, width)
+        with torch.no_grad():
+            assert np.abs(model.run(x.numpy()) - eager(x).numpy()).max() <= 1e-5
+    from PIL import Image
+
+    Image.fromarray(np.zeros((3, 4, 3), np.uint8)).save(tmp_path / "small.png")
+    shown = cli("infer", tmp_path / "strided.pt2", tmp_path / "small.png")
+    assert shown.code == 0 and "resized to 5×5" in shown.out + shown.err
